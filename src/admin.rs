@@ -1,0 +1,84 @@
+//! The admin listener (SPEC §8): probes, and later metrics and cache administration.
+//!
+//! It lives on its own port so that nothing a partner service can reach on the front port can
+//! purge the cache or read internals, and so that probes keep answering while the front drains.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::Body;
+use crate::pipeline::Gateway;
+
+/// Accepts admin connections until `stop` turns true.
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    loop {
+        let (stream, _) = tokio::select! {
+            () = stopped(&mut stop) => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let gateway = gateway.clone();
+        let builder = builder.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, Infallible>(handle(&gateway, request).await) }
+            });
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                () = stopped(&mut stop) => {}
+            }
+        });
+    }
+}
+
+/// Resolves once the flag turns true (or its sender is gone).
+pub async fn stopped(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|stop| *stop).await;
+}
+
+/// Routes one admin request.
+pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path();
+    match (request.method(), path) {
+        (&Method::GET, "/healthz") => json(StatusCode::OK, r#"{"status":"ok"}"#.to_owned()),
+        (&Method::GET, "/readyz") if gateway.is_draining() => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"status":"draining"}"#.to_owned(),
+        ),
+        (&Method::GET, "/readyz") => json(StatusCode::OK, r#"{"status":"ready"}"#.to_owned()),
+        (_, "/healthz" | "/readyz") => json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            r#"{"error":"method not allowed"}"#.to_owned(),
+        ),
+        _ => json(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#.to_owned()),
+    }
+}
+
+fn json(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::full(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // Admin answers describe this instant; no cache in between may keep them.
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

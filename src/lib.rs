@@ -1,0 +1,29 @@
+//! partner-gateway: a caching reverse proxy for the Partner Center REST API.
+//!
+//! The modules, in the order a request meets them:
+//!
+//! - [`config`] — what the operator asked for, validated before any port is bound;
+//! - [`server`] — the front listener: connections, head limits, keep-alive, drain;
+//! - [`pipeline`] — one request's whole life, as one linear function;
+//! - [`correlation`] — stage 1: `MS-CorrelationId` / `MS-RequestId`;
+//! - [`route`] — stage 2: order-by-ID or forward;
+//! - [`forward`] — header hygiene for what crosses the gateway;
+//! - [`upstream`] — the one pooled client, its TLS and timeouts;
+//! - [`body`] — the body type streamed or held in memory;
+//! - [`error`] — everything that can go wrong, and the one place it becomes a response;
+//! - [`admin`] — probes and administration on their own port;
+//! - [`telemetry`] — structured logs;
+//! - [`cli`] — the command line the thin binary runs.
+
+pub mod admin;
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod correlation;
+pub mod error;
+pub mod forward;
+pub mod pipeline;
+pub mod route;
+pub mod server;
+pub mod telemetry;
+pub mod upstream;

@@ -1,0 +1,159 @@
+//! The life of one front request, start to finish, as one linear function.
+//!
+//! [`Gateway::handle`] is the outer handler: it never fails. It assigns the correlation IDs,
+//! decides the route, runs the inner handler (which returns `Result` and uses `?`), turns an
+//! error into the SPEC §7 answer, survives a panic, and writes the one access line of SPEC §9.
+//! Reading [`Gateway::serve`] tells the order of events for every kind of request.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use http::{Method, Request, Response, Uri};
+use hyper::body::Incoming;
+use tracing::Instrument;
+
+use crate::body::Body;
+use crate::config::Config;
+use crate::correlation::Correlation;
+use crate::error::GatewayError;
+use crate::forward;
+use crate::route::{self, Route};
+use crate::upstream::{Upstream, UpstreamSetupError};
+
+/// Process-wide state shared by every connection: one of each.
+pub struct Gateway {
+    pub config: Config,
+    pub upstream: Upstream,
+    draining: AtomicBool,
+}
+
+/// What the inner handler learned that the access line reports.
+#[derive(Debug, Default)]
+pub struct Note {
+    /// Status of the upstream response this request used, if one was received.
+    pub upstream_status: Option<u16>,
+    /// The `X-Cache` value sent, if any.
+    pub cache: Option<&'static str>,
+}
+
+impl Gateway {
+    /// Builds the shared state; fails only on unusable TLS material.
+    pub fn new(config: Config) -> Result<Arc<Gateway>, UpstreamSetupError> {
+        let upstream = Upstream::new(&config.upstream)?;
+        Ok(Arc::new(Gateway {
+            config,
+            upstream,
+            draining: AtomicBool::new(false),
+        }))
+    }
+
+    /// True once shutdown began: `/readyz` answers 503 so load balancers stop sending.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Marks the start of the drain.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// The outer handler: always produces a response, and logs it once.
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let correlation = Correlation::from_request(request.headers());
+        let route = route::classify(request.method(), request.uri());
+        let method = request.method().clone();
+        let uri = request.uri().clone();
+        let span = tracing::info_span!(
+            "request",
+            correlation_id = correlation.correlation_str(),
+            request_id = correlation.request_str(),
+        );
+        let mut note = Note::default();
+        let inner = self
+            .serve(request, route, &correlation, &mut note)
+            .instrument(span.clone());
+        let response = match AssertUnwindSafe(inner).catch_unwind().await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
+                note.cache = None;
+                error.into_response(&correlation)
+            }
+            Err(_panic) => {
+                let _entered = span.enter();
+                tracing::error!("request handler panicked; answered 500");
+                note.cache = None;
+                GatewayError::Internal.into_response(&correlation)
+            }
+        };
+        let _entered = span.enter();
+        access_log(
+            &method,
+            &uri,
+            route,
+            &response,
+            &note,
+            started,
+            &correlation,
+        );
+        response
+    }
+
+    /// The inner handler: route → (cache) → upstream, with early exits.
+    async fn serve(
+        &self,
+        request: Request<Incoming>,
+        route: Route,
+        correlation: &Correlation,
+        note: &mut Note,
+    ) -> Result<Response<Body>, GatewayError> {
+        match route {
+            Route::InvalidId(field) => Err(GatewayError::InvalidIdentifier(field)),
+            Route::Order(_) | Route::Forward => self.forward(request, correlation, note).await,
+        }
+    }
+
+    /// Sends a request upstream as it came and streams the answer back.
+    async fn forward(
+        &self,
+        request: Request<Incoming>,
+        correlation: &Correlation,
+        note: &mut Note,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (parts, body) = request.into_parts();
+        let upstream_request =
+            forward::upstream_request(&parts, Body::from(body), correlation, &self.upstream)?;
+        let response = self.upstream.send(upstream_request).await?;
+        note.upstream_status = Some(response.status().as_u16());
+        Ok(forward::client_response(response, correlation))
+    }
+}
+
+/// The one access line of SPEC §9. Never the query string, `Authorization` or a body.
+fn access_log(
+    method: &Method,
+    uri: &Uri,
+    route: Route,
+    response: &Response<Body>,
+    note: &Note,
+    started: Instant,
+    correlation: &Correlation,
+) {
+    let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+    tracing::info!(
+        target: "partner_gateway::access",
+        method = method.as_str(),
+        path = uri.path(),
+        route = route.label(),
+        status = response.status().as_u16(),
+        cache = note.cache,
+        upstream_status = note.upstream_status,
+        latency_ms,
+        correlation_id = correlation.correlation_str(),
+        request_id = correlation.request_str(),
+        "request"
+    );
+}

@@ -1,0 +1,311 @@
+//! Stage 2 — which requests the gateway answers itself (SPEC §3.2).
+//!
+//! Only `GET`/`HEAD /v1/customers/{c}/orders/{o}` with no query string is "order-by-ID"; the
+//! matcher is deliberately literal (no decoding, no normalisation) so that the gateway never
+//! serves from cache a request the upstream might read differently. Everything else is
+//! forwarded as it came.
+
+use http::{Method, Uri};
+
+use crate::correlation::is_guid;
+
+/// A GUID in canonical lower-case form, held inline (no allocation on the hot path).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Guid([u8; 36]);
+
+impl Guid {
+    /// Parses the canonical 8-4-4-4-12 form in any hex case.
+    pub fn parse(s: &str) -> Option<Guid> {
+        let bytes = s.as_bytes();
+        if !is_guid(bytes) {
+            return None;
+        }
+        let mut out = [0u8; 36];
+        for (o, b) in out.iter_mut().zip(bytes) {
+            *o = b.to_ascii_lowercase();
+        }
+        Some(Guid(out))
+    }
+
+    /// The lower-case text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits and hyphens are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Guid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Guid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One order of one customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OrderRef {
+    pub customer: Guid,
+    pub order: Guid,
+}
+
+/// What the gateway does with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Order-by-ID: answered through the cache.
+    Order(OrderRef),
+    /// An order-by-ID path whose customer or order id is not a GUID: 400, nothing upstream.
+    InvalidId(IdField),
+    /// Everything else: forwarded unchanged.
+    Forward,
+}
+
+/// Which path parameter was not a GUID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdField {
+    Customer,
+    Order,
+}
+
+impl IdField {
+    /// The parameter's name in Partner Center's documentation.
+    pub fn name(self) -> &'static str {
+        match self {
+            IdField::Customer => "customer-tenant-id",
+            IdField::Order => "id-for-order",
+        }
+    }
+}
+
+impl Route {
+    /// The `route` label of logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Order(_) | Route::InvalidId(_) => "order",
+            Route::Forward => "forward",
+        }
+    }
+}
+
+/// Decides the route of a request from its method and target alone.
+pub fn classify(method: &Method, uri: &Uri) -> Route {
+    if (method != Method::GET && method != Method::HEAD) || uri.query().is_some() {
+        return Route::Forward;
+    }
+    let Some((customer, order, rest)) = split_order_path(uri.path()) else {
+        return Route::Forward;
+    };
+    if rest.is_some() {
+        return Route::Forward;
+    }
+    match (Guid::parse(customer), Guid::parse(order)) {
+        (Some(customer), Some(order)) => Route::Order(OrderRef { customer, order }),
+        (None, _) => Route::InvalidId(IdField::Customer),
+        (_, None) => Route::InvalidId(IdField::Order),
+    }
+}
+
+/// The order a path names or lies below (`/v1/customers/{c}/orders/{o}[/...]`), when both ids
+/// are GUIDs: what a successful unsafe request there invalidates (RFC 9111 §4.4).
+pub fn order_at_or_below(path: &str) -> Option<OrderRef> {
+    let (customer, order, _) = split_order_path(path)?;
+    Some(OrderRef {
+        customer: Guid::parse(customer)?,
+        order: Guid::parse(order)?,
+    })
+}
+
+/// Splits `/v1/customers/{c}/orders/{o}` (literals in any case) into its two parameters and
+/// what follows `{o}` (`Some("")` for a trailing slash). Empty parameters do not match.
+fn split_order_path(path: &str) -> Option<(&str, &str, Option<&str>)> {
+    let rest = path.strip_prefix('/')?;
+    let mut parts = rest.splitn(6, '/');
+    let v1 = parts.next()?;
+    let customers = parts.next()?;
+    let customer = parts.next()?;
+    let orders = parts.next()?;
+    let order = parts.next()?;
+    let tail = parts.next();
+    let literal = v1.eq_ignore_ascii_case("v1")
+        && customers.eq_ignore_ascii_case("customers")
+        && orders.eq_ignore_ascii_case("orders");
+    (literal && !customer.is_empty() && !order.is_empty()).then_some((customer, order, tail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const C: &str = "3b6d6e5a-7f6f-4c1f-9d2a-1b2c3d4e5f60";
+    const O: &str = "d6595733-265f-4918-a62e-026e64bc8384";
+
+    fn route(method: &str, target: &str) -> Route {
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        let uri: Uri = target.parse().expect("uri");
+        classify(&method, &uri)
+    }
+
+    fn order(c: &str, o: &str) -> Route {
+        Route::Order(OrderRef {
+            customer: Guid::parse(c).expect("c"),
+            order: Guid::parse(o).expect("o"),
+        })
+    }
+
+    #[test]
+    fn table() {
+        let upper_c = C.to_uppercase();
+        let cases: Vec<(&str, String, Route)> = vec![
+            ("GET", format!("/v1/customers/{C}/orders/{O}"), order(C, O)),
+            ("HEAD", format!("/v1/customers/{C}/orders/{O}"), order(C, O)),
+            // GUID case does not matter; the key is lower-cased.
+            (
+                "GET",
+                format!("/v1/customers/{upper_c}/orders/{O}"),
+                order(C, O),
+            ),
+            ("GET", format!("/V1/Customers/{C}/Orders/{O}"), order(C, O)),
+            // Trailing slash, extra segments, query: not the order resource as spelled.
+            (
+                "GET",
+                format!("/v1/customers/{C}/orders/{O}/"),
+                Route::Forward,
+            ),
+            (
+                "GET",
+                format!("/v1/customers/{C}/orders/{O}/provisioningstatus"),
+                Route::Forward,
+            ),
+            (
+                "GET",
+                format!("/v1/customers/{C}/orders/{O}?x=1"),
+                Route::Forward,
+            ),
+            (
+                "GET",
+                format!("/v1/customers/{C}/orders/{O}?"),
+                Route::Forward,
+            ),
+            ("GET", format!("/v1/customers/{C}/orders"), Route::Forward),
+            (
+                "GET",
+                format!("//v1/customers/{C}/orders/{O}"),
+                Route::Forward,
+            ),
+            (
+                "GET",
+                format!("/v2/customers/{C}/orders/{O}"),
+                Route::Forward,
+            ),
+            (
+                "GET",
+                format!("/prefix/v1/customers/{C}/orders/{O}"),
+                Route::Forward,
+            ),
+            // Other methods are forwarded (and may invalidate).
+            (
+                "PATCH",
+                format!("/v1/customers/{C}/orders/{O}"),
+                Route::Forward,
+            ),
+            (
+                "POST",
+                format!("/v1/customers/nope/orders/{O}"),
+                Route::Forward,
+            ),
+            // Not GUIDs: 400.
+            (
+                "GET",
+                format!("/v1/customers/nope/orders/{O}"),
+                Route::InvalidId(IdField::Customer),
+            ),
+            (
+                "GET",
+                format!("/v1/customers/{C}/orders/42"),
+                Route::InvalidId(IdField::Order),
+            ),
+            (
+                "GET",
+                format!("/v1/customers/{{{C}}}/orders/{O}"),
+                Route::InvalidId(IdField::Customer),
+            ),
+            (
+                "GET",
+                format!("/v1/customers/{}/orders/{O}", C.replace('-', "")),
+                Route::InvalidId(IdField::Customer),
+            ),
+            // Percent-encoding is not decoded: an encoded id is not a canonical GUID.
+            (
+                "GET",
+                format!("/v1/customers/{C}/orders/{}", O.replace('-', "%2D")),
+                Route::InvalidId(IdField::Order),
+            ),
+            (
+                "GET",
+                format!("/v1/customers/{C}/orders/%2E%2E"),
+                Route::InvalidId(IdField::Order),
+            ),
+            // Dot segments are not resolved.
+            (
+                "GET",
+                format!("/v1/customers/../orders/{O}"),
+                Route::InvalidId(IdField::Customer),
+            ),
+            (
+                "GET",
+                format!("/v1/customers/{C}/orders/.."),
+                Route::InvalidId(IdField::Order),
+            ),
+            (
+                "GET",
+                format!("/v1/customers/{C}/orders/{O}/../{O}"),
+                Route::Forward,
+            ),
+            ("GET", format!("/v1/customers//orders/{O}"), Route::Forward),
+        ];
+        for (method, target, want) in cases {
+            assert_eq!(route(method, &target), want, "{method} {target}");
+        }
+    }
+
+    #[test]
+    fn labels() {
+        assert_eq!(route("GET", "/x").label(), "forward");
+        assert_eq!(route("GET", "/v1/customers/x/orders/y").label(), "order");
+    }
+
+    #[test]
+    fn invalidation_targets() {
+        let want = OrderRef {
+            customer: Guid::parse(C).expect("c"),
+            order: Guid::parse(O).expect("o"),
+        };
+        assert_eq!(
+            order_at_or_below(&format!("/v1/customers/{C}/orders/{O}")),
+            Some(want)
+        );
+        assert_eq!(
+            order_at_or_below(&format!("/v1/customers/{C}/orders/{O}/")),
+            Some(want)
+        );
+        assert_eq!(
+            order_at_or_below(&format!(
+                "/v1/customers/{C}/orders/{}/lineitems/1",
+                O.to_uppercase()
+            )),
+            Some(want)
+        );
+        assert_eq!(
+            order_at_or_below(&format!("/v1/customers/{C}/orders")),
+            None
+        );
+        assert_eq!(
+            order_at_or_below(&format!("/v1/customers/{C}/orders/x")),
+            None
+        );
+    }
+}

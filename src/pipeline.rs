@@ -76,17 +76,15 @@ impl Gateway {
         let inner = self
             .serve(request, route, &correlation, &mut note)
             .instrument(span.clone());
-        let response = match AssertUnwindSafe(inner).catch_unwind().await {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => {
+        let response = match contain_panic(inner).await {
+            Ok(response) => response,
+            Err(error) => {
+                if matches!(error, GatewayError::Internal) {
+                    let _entered = span.enter();
+                    tracing::error!("request handler panicked; answered 500");
+                }
                 note.cache = None;
                 error.into_response(&correlation)
-            }
-            Err(_panic) => {
-                let _entered = span.enter();
-                tracing::error!("request handler panicked; answered 500");
-                note.cache = None;
-                GatewayError::Internal.into_response(&correlation)
             }
         };
         let _entered = span.enter();
@@ -132,6 +130,18 @@ impl Gateway {
     }
 }
 
+/// Runs a request's inner handler so that a panic in it becomes this request's 500 and
+/// nothing more: the connection, its other streams and the process go on.
+async fn contain_panic<F>(inner: F) -> Result<Response<Body>, GatewayError>
+where
+    F: std::future::Future<Output = Result<Response<Body>, GatewayError>>,
+{
+    AssertUnwindSafe(inner)
+        .catch_unwind()
+        .await
+        .unwrap_or(Err(GatewayError::Internal))
+}
+
 /// The one access line of SPEC §9. Never the query string, `Authorization` or a body.
 fn access_log(
     method: &Method,
@@ -156,4 +166,23 @@ fn access_log(
         request_id = correlation.request_str(),
         "request"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_a_500_and_the_next_request_is_served() {
+        let panicking = async {
+            if std::hint::black_box(true) {
+                panic!("injected");
+            }
+            Ok(Response::new(Body::empty()))
+        };
+        let result = contain_panic(panicking).await;
+        assert!(matches!(result, Err(GatewayError::Internal)));
+        let fine = contain_panic(async { Ok(Response::new(Body::full("ok"))) }).await;
+        assert!(fine.is_ok());
+    }
 }

@@ -1,0 +1,259 @@
+//! The binary from outside: `check-config`, start-up errors, logs, and SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+use http::{Method, StatusCode};
+use httpmock::prelude::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_partner-gateway");
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("pg-{}-{name}", uuid::Uuid::new_v4()));
+    std::fs::write(&path, text).expect("write temp file");
+    path
+}
+
+/// Runs the binary in an empty directory (no config/default.toml) with only `env` set.
+fn gateway_command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+#[test]
+fn check_config_prints_effective_toml_that_loads_back() {
+    let file = temp_file(
+        "good.toml",
+        "[cache]\nttl = \"45s\"\n[upstream]\nbase_url = \"https://svc:hunter2@example.test/pc\"\n",
+    );
+    let out = gateway_command(
+        &["check-config", "--config", file.to_str().expect("path")],
+        &[("PARTNER_GATEWAY__CACHE__PARTITION", "shared")],
+    )
+    .output()
+    .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf8");
+    let table: toml::Table = stdout.parse().expect("stdout is TOML");
+    assert_eq!(table["cache"]["ttl"].as_str(), Some("45s"));
+    assert_eq!(table["cache"]["partition"].as_str(), Some("shared"));
+    assert_eq!(table["server"]["listen"].as_str(), Some("127.0.0.1:8080"));
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+    assert_eq!(
+        table["upstream"]["base_url"].as_str(),
+        Some("https://svc:***@example.test/pc")
+    );
+
+    // The output is itself a valid config file that yields the same effective config.
+    let again = temp_file("again.toml", &stdout);
+    let out2 = gateway_command(
+        &["check-config", "--config", again.to_str().expect("p")],
+        &[],
+    )
+    .output()
+    .expect("run");
+    assert!(out2.status.success());
+    assert_eq!(String::from_utf8_lossy(&out2.stdout), stdout);
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(again);
+}
+
+#[test]
+fn check_config_rejects_bad_files_naming_the_key() {
+    for (text, key) in [
+        ("[server]\nlisten = \"nowhere\"\n", "server.listen"),
+        ("[cache]\npartition = \"tenant\"\n", "cache.partition"),
+        ("[cache]\nttl = \"soon\"\n", "cache.ttl"),
+        (
+            "[upstream]\nbase_url = \"gopher://x\"\n",
+            "upstream.base_url",
+        ),
+        ("[upstream]\nbogus = 1\n", "upstream.bogus"),
+    ] {
+        let file = temp_file("bad.toml", text);
+        let out = gateway_command(
+            &["check-config", "--config", file.to_str().expect("p")],
+            &[],
+        )
+        .output()
+        .expect("run");
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(out.stdout.is_empty(), "nothing on stdout for {text}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(key), "{text}: {stderr}");
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+#[test]
+fn unknown_environment_key_stops_start_up_before_binding() {
+    let out = gateway_command(
+        &["run"],
+        &[
+            ("PARTNER_GATEWAY__SERVER__LISTEN", "127.0.0.1:0"),
+            ("PARTNER_GATEWAY__ADMIN__LISTEN", "127.0.0.1:0"),
+            ("PARTNER_GATEWAY__SERVER__LISTN", "127.0.0.1:1"),
+        ],
+    )
+    .output()
+    .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("server.listn"), "{stderr}");
+    // It never got as far as logging that it listens.
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
+}
+
+/// Starts the binary, returns it with a channel of its stdout+stderr lines and its front address.
+fn spawn_gateway(env: &[(&str, &str)]) -> (std::process::Child, mpsc::Receiver<String>, String) {
+    let mut child = gateway_command(&[], env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let (tx, rx) = mpsc::channel();
+    for reader in [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(reader).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let mut front = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while front.is_none() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx.recv_timeout(left).expect("gateway logs that it listens");
+        if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) {
+            if json["message"] == "listening" {
+                front = json["front"].as_str().map(str::to_owned);
+            }
+        }
+        seen.push(line);
+    }
+    for line in seen {
+        let _ = tx.send(line);
+    }
+    (child, rx, front.expect("front address"))
+}
+
+#[tokio::test]
+async fn logs_are_json_access_lines_without_secrets_and_sigterm_exits_zero() {
+    let upstream = MockServer::start_async().await;
+    upstream
+        .mock_async(|when, then| {
+            when.any_request();
+            then.status(200)
+                .header("content-type", "application/json")
+                .body("{\"ok\":\"RESPONSE-BODY-SECRET\"}");
+        })
+        .await;
+    let base = upstream.base_url();
+    let (mut child, lines, front) = spawn_gateway(&[
+        ("PARTNER_GATEWAY__SERVER__LISTEN", "127.0.0.1:0"),
+        ("PARTNER_GATEWAY__ADMIN__LISTEN", "127.0.0.1:0"),
+        ("PARTNER_GATEWAY__UPSTREAM__BASE_URL", &base),
+        // The most verbose setting there is, for our code and every library.
+        ("RUST_LOG", "trace"),
+    ]);
+    let client = TestClient::http1();
+    let reply = client
+        .send(
+            Method::POST,
+            &format!("http://{front}/v1/customers/x/carts?token=QUERY-SECRET"),
+            &[
+                ("authorization", "Bearer AUTH-HEADER-SECRET"),
+                ("ms-correlationid", GUID_A),
+            ],
+            "{\"card\":\"REQUEST-BODY-SECRET\"}",
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply = client
+        .get(
+            &format!("http://{front}{}", order_path("not-a-guid", ORDER)),
+            &[("authorization", "Bearer AUTH-HEADER-SECRET")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+
+    // SIGTERM: the process drains and exits 0.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = wait_bounded(&mut child, Duration::from_secs(20));
+    assert_eq!(exit.code(), Some(0));
+
+    let mut all = Vec::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(2)) {
+        all.push(line);
+    }
+    let text = all.join("\n");
+    for secret in [
+        "AUTH-HEADER-SECRET",
+        "REQUEST-BODY-SECRET",
+        "RESPONSE-BODY-SECRET",
+        "QUERY-SECRET",
+    ] {
+        assert!(!text.contains(secret), "{secret} leaked into the logs");
+    }
+    let access: Vec<serde_json::Value> = all
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|j| j["target"] == "partner_gateway::access")
+        .collect();
+    assert_eq!(access.len(), 2, "one access line per request:\n{text}");
+    let post = &access[0];
+    assert_eq!(post["method"], "POST");
+    assert_eq!(post["path"], "/v1/customers/x/carts");
+    assert_eq!(post["route"], "forward");
+    assert_eq!(post["status"], 200);
+    assert_eq!(post["upstream_status"], 200);
+    assert_eq!(post["correlation_id"], GUID_A);
+    assert!(post["request_id"].as_str().is_some());
+    assert!(post["latency_ms"].as_f64().is_some());
+    assert!(post.get("cache").is_none());
+    let bad = &access[1];
+    assert_eq!(bad["route"], "order");
+    assert_eq!(bad["status"], 400);
+    assert!(bad.get("upstream_status").is_none());
+}
+
+fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("gateway did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::body::Body;
 use crate::pipeline::Gateway;
+use crate::route::{Guid, OrderRef};
 
 /// Accepts admin connections until `stop` turns true.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
@@ -58,6 +59,9 @@ pub async fn stopped(flag: &mut watch::Receiver<bool>) {
 /// Routes one admin request.
 pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path();
+    if path == "/cache" || path.starts_with("/cache/") {
+        return cache_admin(gateway, request.method(), path).await;
+    }
     match (request.method(), path) {
         (&Method::GET, "/healthz") => json(StatusCode::OK, r#"{"status":"ok"}"#.to_owned()),
         (&Method::GET, "/readyz") if gateway.is_draining() => json(
@@ -71,6 +75,45 @@ pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<B
         ),
         _ => json(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#.to_owned()),
     }
+}
+
+/// `DELETE /cache`, `/cache/customers/{c}`, `/cache/customers/{c}/orders/{o}` (SPEC §4.4).
+async fn cache_admin(gateway: &Gateway, method: &Method, path: &str) -> Response<Body> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let target = match segments.as_slice() {
+        ["cache"] => Some(Purge::All),
+        ["cache", "customers", c] => Guid::parse(c).map(Purge::Customer),
+        ["cache", "customers", c, "orders", o] => Guid::parse(c)
+            .zip(Guid::parse(o))
+            .map(|(customer, order)| Purge::Order(OrderRef { customer, order })),
+        _ => return json(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#.to_owned()),
+    };
+    if method != Method::DELETE {
+        return json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            r#"{"error":"method not allowed"}"#.to_owned(),
+        );
+    }
+    let Some(target) = target else {
+        return json(
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"customer and order ids must be GUIDs"}"#.to_owned(),
+        );
+    };
+    let purged = match target {
+        Purge::All => gateway.store.purge_all().await,
+        Purge::Customer(customer) => gateway.store.purge_customer(customer).await,
+        Purge::Order(order) => gateway.store.purge_order(order).await,
+    };
+    tracing::info!(purged, ?target, "cache purged by admin request");
+    json(StatusCode::OK, format!(r#"{{"purged":{purged}}}"#))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Purge {
+    All,
+    Customer(Guid),
+    Order(OrderRef),
 }
 
 fn json(status: StatusCode, body: String) -> Response<Body> {

@@ -19,6 +19,8 @@ pub enum Body {
     Full(Option<Bytes>),
     /// A peer's body, passed through frame by frame.
     Stream(Incoming),
+    /// A peer's body of which the first bytes were already read (to judge it) and are replayed.
+    Prefixed(Option<Bytes>, Incoming),
 }
 
 impl Body {
@@ -51,6 +53,10 @@ impl http_body::Body for Body {
         match self.get_mut() {
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Body::Stream(incoming) => Pin::new(incoming).poll_frame(cx),
+            Body::Prefixed(prefix, incoming) => match prefix.take() {
+                Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                None => Pin::new(incoming).poll_frame(cx),
+            },
         }
     }
 
@@ -58,6 +64,7 @@ impl http_body::Body for Body {
         match self {
             Body::Full(bytes) => bytes.is_none(),
             Body::Stream(incoming) => incoming.is_end_stream(),
+            Body::Prefixed(prefix, incoming) => prefix.is_none() && incoming.is_end_stream(),
         }
     }
 
@@ -65,6 +72,16 @@ impl http_body::Body for Body {
         match self {
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Stream(incoming) => incoming.size_hint(),
+            Body::Prefixed(prefix, incoming) => {
+                let extra = prefix.as_ref().map_or(0, |b| b.len() as u64);
+                let inner = incoming.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + extra);
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper + extra);
+                }
+                hint
+            }
         }
     }
 }

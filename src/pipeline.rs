@@ -21,12 +21,20 @@ use crate::correlation::Correlation;
 use crate::error::GatewayError;
 use crate::forward;
 use crate::route::{self, Route};
+use crate::fill::{FillContext, Fills};
+use crate::key::KeyMaker;
+use crate::order;
+use crate::store::Store;
 use crate::upstream::{Upstream, UpstreamSetupError};
 
 /// Process-wide state shared by every connection: one of each.
 pub struct Gateway {
     pub config: Config,
-    pub upstream: Upstream,
+    pub upstream: Arc<Upstream>,
+    pub keys: KeyMaker,
+    pub store: Arc<Store>,
+    pub fills: Arc<Fills>,
+    pub fill_context: FillContext,
     draining: AtomicBool,
 }
 
@@ -42,10 +50,20 @@ pub struct Note {
 impl Gateway {
     /// Builds the shared state; fails only on unusable TLS material.
     pub fn new(config: Config) -> Result<Arc<Gateway>, UpstreamSetupError> {
-        let upstream = Upstream::new(&config.upstream)?;
+        let upstream = Arc::new(Upstream::new(&config.upstream)?);
+        let store = Arc::new(Store::new(&config.cache));
+        let fill_context = FillContext {
+            store: store.clone(),
+            upstream: upstream.clone(),
+            config: Arc::new(config.cache.clone()),
+        };
         Ok(Arc::new(Gateway {
+            keys: KeyMaker::new(config.cache.partition),
             config,
             upstream,
+            store,
+            fills: Arc::default(),
+            fill_context,
             draining: AtomicBool::new(false),
         }))
     }
@@ -110,12 +128,14 @@ impl Gateway {
     ) -> Result<Response<Body>, GatewayError> {
         match route {
             Route::InvalidId(field) => Err(GatewayError::InvalidIdentifier(field)),
-            Route::Order(_) | Route::Forward => self.forward(request, correlation, note).await,
+            Route::Order(order) => order::serve(self, request, order, correlation, note).await,
+            Route::Forward => self.forward(request, correlation, note).await,
         }
     }
 
-    /// Sends a request upstream as it came and streams the answer back.
-    async fn forward(
+    /// Sends a request upstream as it came and streams the answer back. A successful unsafe
+    /// request on an order (or below it) drops that order's entries (RFC 9111 §4.4).
+    pub async fn forward(
         &self,
         request: Request<Incoming>,
         correlation: &Correlation,
@@ -126,8 +146,22 @@ impl Gateway {
             forward::upstream_request(&parts, Body::from(body), correlation, &self.upstream)?;
         let response = self.upstream.send(upstream_request).await?;
         note.upstream_status = Some(response.status().as_u16());
+        if response.status().is_success() && !is_safe(&parts.method) {
+            if let Some(order) = route::order_at_or_below(parts.uri.path()) {
+                let purged = self.store.purge_order(order).await;
+                tracing::debug!(purged, "order invalidated by a successful unsafe request");
+            }
+        }
         Ok(forward::client_response(response, correlation))
     }
+}
+
+/// Methods that cannot change the order (RFC 9110 §9.2.1).
+fn is_safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
 }
 
 /// Runs a request's inner handler so that a panic in it becomes this request's 500 and

@@ -1,0 +1,180 @@
+//! Whether an upstream answer to an order-by-ID request may be stored (SPEC §4.2), as one pure
+//! function, and the vocabulary of "why not" that logs and metrics share.
+
+use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use http::StatusCode;
+use serde::Deserialize;
+
+use crate::conditional::{format_etag, response_forbids_store};
+use crate::route::Guid;
+
+/// Why an upstream order response was passed through instead of stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotStored {
+    /// Not a 200 (and not a remembered 404).
+    Status,
+    /// Not JSON, or JSON that does not parse.
+    NotJson,
+    /// The body's `id` is not the requested order.
+    IdMismatch,
+    /// No usable `attributes.etag`.
+    NoEtag,
+    /// The upstream said `Cache-Control: no-store`.
+    NoStore,
+    /// Bigger than `cache.max_entry_bytes`.
+    TooLarge,
+}
+
+impl NotStored {
+    /// The label used in logs and the `reason` of `partner_gateway_cache_not_stored_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotStored::Status => "status",
+            NotStored::NotJson => "not_json",
+            NotStored::IdMismatch => "id_mismatch",
+            NotStored::NoEtag => "no_etag",
+            NotStored::NoStore => "no_store",
+            NotStored::TooLarge => "too_large",
+        }
+    }
+}
+
+/// What a storable order response brings besides its body.
+#[derive(Debug, Clone)]
+pub struct Storable {
+    /// The `ETag` header value built from `attributes.etag`.
+    pub etag: HeaderValue,
+    /// `attributes.etag` as received, for revalidation by comparison.
+    pub version: String,
+}
+
+/// The fields of an Order this gateway reads; everything else is ignored unparsed.
+#[derive(Deserialize)]
+struct OrderProbe<'a> {
+    #[serde(borrow)]
+    id: Option<std::borrow::Cow<'a, str>>,
+    attributes: Option<AttributesProbe>,
+}
+
+#[derive(Deserialize)]
+struct AttributesProbe {
+    etag: Option<serde_json::Value>,
+}
+
+/// Judges a complete upstream response. `body_len` may exceed `body.len()` when the body was
+/// not read to the end because it was already too large.
+pub fn judge(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    order: &Guid,
+    max_entry_bytes: usize,
+) -> Result<Storable, NotStored> {
+    if status != StatusCode::OK {
+        return Err(NotStored::Status);
+    }
+    if response_forbids_store(headers) {
+        return Err(NotStored::NoStore);
+    }
+    if body.len() > max_entry_bytes {
+        return Err(NotStored::TooLarge);
+    }
+    if !is_json_content_type(headers) {
+        return Err(NotStored::NotJson);
+    }
+    let probe: OrderProbe = serde_json::from_slice(body).map_err(|_| NotStored::NotJson)?;
+    match probe.id {
+        Some(id) if id.eq_ignore_ascii_case(order.as_str()) => {}
+        _ => return Err(NotStored::IdMismatch),
+    }
+    let version = match probe.attributes.and_then(|a| a.etag) {
+        Some(serde_json::Value::String(s)) if !s.is_empty() => s,
+        _ => return Err(NotStored::NoEtag),
+    };
+    let etag = format_etag(&version).ok_or(NotStored::NoEtag)?;
+    Ok(Storable { etag, version })
+}
+
+/// `application/json`, `…+json`, or no Content-Type at all (then the body must still parse).
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(text) = value.to_str() else {
+        return false;
+    };
+    let essence = text.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || essence
+            .rsplit_once('+')
+            .is_some_and(|(_, suffix)| suffix.eq_ignore_ascii_case("json"))
+}
+
+/// The `attributes.etag` of a body, if it has one (for comparing a refetch with an entry).
+pub fn attribute_etag(body: &[u8]) -> Option<String> {
+    let probe: OrderProbe = serde_json::from_slice(body).ok()?;
+    match probe.attributes?.etag? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const O: &str = "d6595733-265f-4918-a62e-026e64bc8384";
+
+    fn json_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        h
+    }
+
+    fn check(status: u16, headers: &HeaderMap, body: &str, max: usize) -> Result<String, NotStored> {
+        let order = Guid::parse(O).expect("guid");
+        judge(StatusCode::from_u16(status).expect("status"), headers, body.as_bytes(), &order, max)
+            .map(|s| s.etag.to_str().expect("ascii").to_owned())
+    }
+
+    #[test]
+    fn rules() {
+        let good = format!(r#"{{"id":"{}","attributes":{{"etag":"abc=","objectType":"Order"}}}}"#, O.to_uppercase());
+        let h = json_headers();
+        assert_eq!(check(200, &h, &good, 4096), Ok("\"abc=\"".to_owned()));
+        assert_eq!(check(404, &h, &good, 4096), Err(NotStored::Status));
+        assert_eq!(check(201, &h, &good, 4096), Err(NotStored::Status));
+        assert_eq!(check(200, &h, &good, 10), Err(NotStored::TooLarge));
+        assert_eq!(check(200, &h, "<html>", 4096), Err(NotStored::NotJson));
+        let mut html = HeaderMap::new();
+        html.insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        assert_eq!(check(200, &html, &good, 4096), Err(NotStored::NotJson));
+        let mut vendor = HeaderMap::new();
+        vendor.insert(CONTENT_TYPE, HeaderValue::from_static("application/vnd.ms+json"));
+        assert!(check(200, &vendor, &good, 4096).is_ok());
+        assert!(check(200, &HeaderMap::new(), &good, 4096).is_ok());
+        let other = r#"{"id":"00000000-0000-0000-0000-000000000000","attributes":{"etag":"x"}}"#;
+        assert_eq!(check(200, &h, other, 4096), Err(NotStored::IdMismatch));
+        let no_id = r#"{"attributes":{"etag":"x"}}"#;
+        assert_eq!(check(200, &h, no_id, 4096), Err(NotStored::IdMismatch));
+        for body in [
+            format!(r#"{{"id":"{O}"}}"#),
+            format!(r#"{{"id":"{O}","attributes":{{}}}}"#),
+            format!(r#"{{"id":"{O}","attributes":{{"etag":""}}}}"#),
+            format!(r#"{{"id":"{O}","attributes":{{"etag":7}}}}"#),
+            format!(r#"{{"id":"{O}","attributes":{{"etag":"bad\"tag"}}}}"#),
+        ] {
+            assert_eq!(check(200, &h, &body, 4096), Err(NotStored::NoEtag), "{body}");
+        }
+        let mut no_store = json_headers();
+        no_store.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        assert_eq!(check(200, &no_store, &good, 4096), Err(NotStored::NoStore));
+        assert_eq!(check(200, &h, "[1,2]", 4096), Err(NotStored::NotJson));
+    }
+
+    #[test]
+    fn attribute_etag_reads_the_version() {
+        assert_eq!(attribute_etag(br#"{"attributes":{"etag":"v9"}}"#).as_deref(), Some("v9"));
+        assert_eq!(attribute_etag(b"nope"), None);
+    }
+}

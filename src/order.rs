@@ -1,0 +1,276 @@
+//! Stage 4 — answering an order-by-ID request from the cache (SPEC §4).
+//!
+//! One linear function, [`serve`]: eligibility (else BYPASS) → lookup → freshness → conditional
+//! answer, or a coalesced fill/revalidation → answer. [`CacheState`] is the vocabulary of the
+//! outcome: its `as_str()` is both the `X-Cache` value and the log/metric label.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
+use http::{request, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::conditional::{if_none_match_matches, RequestDirectives};
+use crate::correlation::Correlation;
+use crate::error::GatewayError;
+use crate::fill::{Fetched, Outcome};
+use crate::forward;
+use crate::pipeline::{Gateway, Note};
+use crate::route::OrderRef;
+use crate::store::Entry;
+
+/// `X-Cache`: how an order-by-ID answer was produced.
+pub static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// The states of SPEC §4.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheState {
+    Miss,
+    Hit,
+    Stale,
+    Revalidated,
+    Bypass,
+}
+
+impl CacheState {
+    /// The `X-Cache` value and the `cache` label of logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheState::Miss => "MISS",
+            CacheState::Hit => "HIT",
+            CacheState::Stale => "STALE",
+            CacheState::Revalidated => "REVALIDATED",
+            CacheState::Bypass => "BYPASS",
+        }
+    }
+
+    fn header(self) -> HeaderValue {
+        HeaderValue::from_static(self.as_str())
+    }
+}
+
+impl From<Fetched> for CacheState {
+    fn from(fetched: Fetched) -> CacheState {
+        match fetched {
+            Fetched::Miss => CacheState::Miss,
+            Fetched::Revalidated => CacheState::Revalidated,
+            Fetched::Hit => CacheState::Hit,
+        }
+    }
+}
+
+/// Answers `GET`/`HEAD` of one order.
+pub async fn serve(
+    gateway: &Gateway,
+    request: Request<Incoming>,
+    order: OrderRef,
+    correlation: &Correlation,
+    note: &mut Note,
+) -> Result<Response<Body>, GatewayError> {
+    let config = &gateway.config.cache;
+    let directives = RequestDirectives::parse(request.headers());
+    let key = if config.enabled && !directives.no_store {
+        gateway.keys.key(order, request.headers())
+    } else {
+        None
+    };
+    let Some(key) = key else {
+        return bypass(gateway, request, correlation, note).await;
+    };
+    let (parts, _body) = request.into_parts();
+    let head_only = parts.method == Method::HEAD;
+
+    let now = Instant::now();
+    let entry = gateway.store.get(&key).await;
+    if let Some(entry) = &entry {
+        let age = entry.age(now);
+        if entry.is_negative() {
+            if age <= config.negative_ttl && !directives.requires_revalidation(age) {
+                return Ok(answer(entry, CacheState::Hit, &parts, correlation, note, now));
+            }
+        } else if !directives.requires_revalidation(age) {
+            if age <= config.ttl {
+                return Ok(answer(entry, CacheState::Hit, &parts, correlation, note, now));
+            }
+            if age <= config.ttl + config.stale_while_revalidate {
+                if !directives.only_if_cached {
+                    // One background refresh per key: a refresh in progress is joined, not
+                    // repeated, and runs on even though nobody waits for it.
+                    let _ = gateway.fills.start_or_join(
+                        &gateway.fill_context,
+                        &key,
+                        Some(entry.clone()),
+                        || fill_request(gateway, &parts, correlation),
+                    );
+                }
+                return Ok(answer(entry, CacheState::Stale, &parts, correlation, note, now));
+            }
+        }
+    }
+    if directives.only_if_cached {
+        return Err(GatewayError::NotCached);
+    }
+
+    let prior = entry.filter(|e| !e.is_negative());
+    let (outcome, _joined) =
+        gateway
+            .fills
+            .start_or_join(&gateway.fill_context, &key, prior, || {
+                fill_request(gateway, &parts, correlation)
+            });
+    let outcome = outcome.await;
+    let now = Instant::now();
+    match &*outcome {
+        Outcome::Entry {
+            entry,
+            state,
+            upstream_status,
+        } => {
+            note.upstream_status = *upstream_status;
+            Ok(answer(entry, (*state).into(), &parts, correlation, note, now))
+        }
+        Outcome::Stale {
+            entry,
+            upstream_status,
+        } => {
+            note.upstream_status = *upstream_status;
+            Ok(answer(entry, CacheState::Stale, &parts, correlation, note, now))
+        }
+        Outcome::Passed { head, body, .. } => {
+            note.upstream_status = Some(head.status.as_u16());
+            let mut response = Response::from_parts(
+                head.clone(),
+                if head_only {
+                    Body::empty()
+                } else {
+                    Body::full(body.clone())
+                },
+            );
+            finish_passed(response.headers_mut(), correlation);
+            note.cache = Some(CacheState::Miss.as_str());
+            response.headers_mut().insert(&X_CACHE, CacheState::Miss.header());
+            Ok(response)
+        }
+        Outcome::Oversized(slot) => {
+            let claimed = slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            match claimed {
+                Some(mut response) => {
+                    note.upstream_status = Some(response.status().as_u16());
+                    if head_only {
+                        *response.body_mut() = Body::empty();
+                    }
+                    finish_passed(response.headers_mut(), correlation);
+                    note.cache = Some(CacheState::Miss.as_str());
+                    response.headers_mut().insert(&X_CACHE, CacheState::Miss.header());
+                    Ok(response)
+                }
+                // Someone else is streaming the one oversized answer; fetch our own copy.
+                None => {
+                    let request =
+                        forward::upstream_request(&parts, Body::empty(), correlation, &gateway.upstream)?;
+                    let response = gateway.upstream.send(request).await?;
+                    note.upstream_status = Some(response.status().as_u16());
+                    let mut response = forward::client_response(response, correlation);
+                    note.cache = Some(CacheState::Miss.as_str());
+                    response.headers_mut().insert(&X_CACHE, CacheState::Miss.header());
+                    Ok(response)
+                }
+            }
+        }
+        Outcome::Failed(error) => Err(error.clone()),
+    }
+}
+
+/// Forwards an ineligible request untouched; the answer is marked `BYPASS`.
+async fn bypass(
+    gateway: &Gateway,
+    request: Request<Incoming>,
+    correlation: &Correlation,
+    note: &mut Note,
+) -> Result<Response<Body>, GatewayError> {
+    let mut response = gateway.forward(request, correlation, note).await?;
+    response.headers_mut().insert(&X_CACHE, CacheState::Bypass.header());
+    note.cache = Some(CacheState::Bypass.as_str());
+    Ok(response)
+}
+
+/// The upstream request of a fill: always a GET for the whole order, without the client's
+/// conditionals (the gateway answers those itself from what the fill brings back).
+fn fill_request(
+    gateway: &Gateway,
+    parts: &request::Parts,
+    correlation: &Correlation,
+) -> Result<Request<Body>, GatewayError> {
+    let mut request = forward::upstream_request(parts, Body::empty(), correlation, &gateway.upstream)?;
+    *request.method_mut() = Method::GET;
+    let headers = request.headers_mut();
+    for name in [
+        http::header::IF_NONE_MATCH,
+        http::header::IF_MODIFIED_SINCE,
+        http::header::IF_MATCH,
+        http::header::IF_UNMODIFIED_SINCE,
+        http::header::IF_RANGE,
+        http::header::RANGE,
+        CONTENT_LENGTH,
+        http::header::CONTENT_TYPE,
+    ] {
+        headers.remove(name);
+    }
+    Ok(request)
+}
+
+/// Hop-by-hop removal, `Via` and this request's IDs on an upstream answer passed through.
+fn finish_passed(headers: &mut HeaderMap, correlation: &Correlation) {
+    forward::strip_hop_by_hop(headers);
+    forward::add_via(headers);
+    correlation.apply(headers);
+}
+
+/// An answer from an entry: 304 when `If-None-Match` matches, else the stored order (or 404).
+fn answer(
+    entry: &Arc<Entry>,
+    state: CacheState,
+    parts: &request::Parts,
+    correlation: &Correlation,
+    note: &mut Note,
+    now: Instant,
+) -> Response<Body> {
+    note.cache = Some(state.as_str());
+    let not_modified = entry
+        .etag
+        .as_ref()
+        .is_some_and(|etag| if_none_match_matches(&parts.headers, etag));
+    let head_only = parts.method == Method::HEAD;
+    let mut response = if not_modified {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else if head_only {
+        let mut r = Response::new(Body::empty());
+        r.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
+        r
+    } else {
+        Response::new(Body::full(entry.body.clone()))
+    };
+    if !not_modified {
+        *response.status_mut() = entry.status;
+        if let Some(content_type) = &entry.content_type {
+            response.headers_mut().insert(CONTENT_TYPE, content_type.clone());
+        }
+    }
+    let headers = response.headers_mut();
+    if let Some(etag) = &entry.etag {
+        headers.insert(ETAG, etag.clone());
+    }
+    headers.insert(http::header::AGE, HeaderValue::from(entry.age(now).as_secs()));
+    headers.insert(&X_CACHE, state.header());
+    headers.insert(http::header::VIA, HeaderValue::from_static(forward::VIA));
+    correlation.apply(headers);
+    response
+}

@@ -1,0 +1,300 @@
+//! The order cache's memory: one moka cache for the process, bounded by bytes, plus a small
+//! secondary index so that "every entry of this order" and "every order of this customer" can
+//! be dropped without scanning the cache (SPEC §4.4).
+//!
+//! The index maps customer → order → keys (all partitions and locales) and records each key's
+//! entry id, so a late eviction notice for an entry that was since replaced cannot remove the
+//! newer entry's record. It costs one short mutex section per store and per eviction, never on
+//! a hit. Purges also advance an epoch that in-flight fills check before storing, so a fill
+//! that started before a PATCH cannot put the old version back afterwards.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::HeaderValue;
+use http::StatusCode;
+use moka::future::Cache;
+use moka::notification::RemovalCause;
+
+use crate::config::CacheConfig;
+use crate::key::CacheKey;
+use crate::route::{Guid, OrderRef};
+
+/// One stored answer: an order (200) or a remembered 404.
+#[derive(Debug)]
+pub struct Entry {
+    /// Unique per stored value; ties index records to the value they describe.
+    pub id: u64,
+    pub status: StatusCode,
+    /// The upstream's body bytes, unchanged.
+    pub body: Bytes,
+    pub content_type: Option<HeaderValue>,
+    /// The `ETag` header (orders only).
+    pub etag: Option<HeaderValue>,
+    /// `attributes.etag` as received (orders only).
+    pub version: Option<Box<str>>,
+    /// When the entry was stored or last revalidated: the origin of `Age`.
+    pub stored_at: Instant,
+}
+
+impl Entry {
+    /// Bytes this entry costs in the byte bound (body + headers; the key is added by the store).
+    pub fn weight(&self) -> usize {
+        self.body.len()
+            + self.content_type.as_ref().map_or(0, |v| v.len())
+            + self.etag.as_ref().map_or(0, |v| v.len())
+            + self.version.as_ref().map_or(0, |v| v.len())
+    }
+
+    /// Time since stored or revalidated.
+    pub fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.stored_at)
+    }
+
+    /// Whether this is a remembered 404.
+    pub fn is_negative(&self) -> bool {
+        self.status == StatusCode::NOT_FOUND
+    }
+}
+
+type Index = HashMap<Guid, HashMap<Guid, HashMap<CacheKey, u64>>>;
+
+/// The process's order cache.
+pub struct Store {
+    cache: Cache<CacheKey, Arc<Entry>>,
+    index: Arc<Mutex<Index>>,
+    next_id: AtomicU64,
+    epoch: AtomicU64,
+}
+
+fn lock(index: &Mutex<Index>) -> std::sync::MutexGuard<'_, Index> {
+    // The index holds no invariant a panic could break halfway; keep going.
+    index.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn forget(index: &mut Index, key: &CacheKey, id: Option<u64>) -> bool {
+    let OrderRef { customer, order } = key.order;
+    let Some(orders) = index.get_mut(&customer) else {
+        return false;
+    };
+    let Some(keys) = orders.get_mut(&order) else {
+        return false;
+    };
+    let removed = match (keys.get(key), id) {
+        (Some(recorded), Some(id)) if *recorded != id => false,
+        (Some(_), _) => keys.remove(key).is_some(),
+        (None, _) => false,
+    };
+    if keys.is_empty() {
+        orders.remove(&order);
+        if orders.is_empty() {
+            index.remove(&customer);
+        }
+    }
+    removed
+}
+
+impl Store {
+    /// A store bounded by `cache.max_bytes`, keeping entries as long as any rule may use them.
+    pub fn new(config: &CacheConfig) -> Store {
+        let index: Arc<Mutex<Index>> = Arc::default();
+        let listener_index = index.clone();
+        let keep = (config.ttl + config.stale_while_revalidate.max(config.stale_if_error))
+            .max(config.negative_ttl)
+            .max(Duration::from_millis(1));
+        let cache = Cache::builder()
+            .max_capacity(config.max_bytes)
+            .weigher(|key: &CacheKey, entry: &Arc<Entry>| {
+                u32::try_from(key.weight() + entry.weight()).unwrap_or(u32::MAX)
+            })
+            .time_to_live(keep)
+            .eviction_listener(move |key: Arc<CacheKey>, entry: Arc<Entry>, cause| {
+                if cause != RemovalCause::Replaced {
+                    forget(&mut lock(&listener_index), &key, Some(entry.id));
+                }
+            })
+            .build();
+        Store {
+            cache,
+            index,
+            next_id: AtomicU64::new(1),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// A fresh entry id.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The entry for a key, whatever its age.
+    pub async fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        self.cache.get(key).await
+    }
+
+    /// The purge epoch: read before a fill, compared before storing its result.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Stores an entry unless a purge happened since `epoch` was read. Returns whether stored.
+    pub async fn insert(&self, key: CacheKey, entry: Arc<Entry>, epoch: u64) -> bool {
+        {
+            let mut index = lock(&self.index);
+            if self.epoch() != epoch {
+                return false;
+            }
+            index
+                .entry(key.order.customer)
+                .or_default()
+                .entry(key.order.order)
+                .or_default()
+                .insert(key.clone(), entry.id);
+        }
+        self.cache.insert(key, entry).await;
+        true
+    }
+
+    /// Drops every entry of one order, in every partition and locale.
+    pub async fn purge_order(&self, order: OrderRef) -> usize {
+        let keys: Vec<CacheKey> = {
+            let mut index = lock(&self.index);
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            let Some(orders) = index.get_mut(&order.customer) else {
+                return 0;
+            };
+            let keys = orders
+                .remove(&order.order)
+                .map(|m| m.into_keys().collect())
+                .unwrap_or_default();
+            if orders.is_empty() {
+                index.remove(&order.customer);
+            }
+            keys
+        };
+        self.remove_all(keys).await
+    }
+
+    /// Drops every entry of one customer.
+    pub async fn purge_customer(&self, customer: Guid) -> usize {
+        let keys: Vec<CacheKey> = {
+            let mut index = lock(&self.index);
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            index
+                .remove(&customer)
+                .map(|orders| orders.into_values().flat_map(HashMap::into_keys).collect())
+                .unwrap_or_default()
+        };
+        self.remove_all(keys).await
+    }
+
+    /// Drops everything.
+    pub async fn purge_all(&self) -> usize {
+        let keys: Vec<CacheKey> = {
+            let mut index = lock(&self.index);
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            index
+                .drain()
+                .flat_map(|(_, orders)| orders.into_values().flat_map(HashMap::into_keys))
+                .collect()
+        };
+        self.remove_all(keys).await
+    }
+
+    async fn remove_all(&self, keys: Vec<CacheKey>) -> usize {
+        let mut removed = 0;
+        for key in keys {
+            if self.cache.remove(&key).await.is_some() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Entry count and weighted bytes, after moka's pending maintenance (so they are current).
+    pub async fn usage(&self) -> (u64, u64) {
+        self.cache.run_pending_tasks().await;
+        (self.cache.entry_count(), self.cache.weighted_size())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::key::KeyMaker;
+    use http::HeaderMap;
+
+    fn order(c: &str, o: &str) -> OrderRef {
+        OrderRef {
+            customer: Guid::parse(c).expect("c"),
+            order: Guid::parse(o).expect("o"),
+        }
+    }
+
+    fn entry(store: &Store, body: &'static str) -> Arc<Entry> {
+        Arc::new(Entry {
+            id: store.next_id(),
+            status: StatusCode::OK,
+            body: Bytes::from_static(body.as_bytes()),
+            content_type: None,
+            etag: Some(HeaderValue::from_static("\"v\"")),
+            version: Some("v".into()),
+            stored_at: Instant::now(),
+        })
+    }
+
+    fn key(maker: &KeyMaker, o: OrderRef, token: &'static str) -> CacheKey {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static(token));
+        maker.key(o, &h).expect("key")
+    }
+
+    const C1: &str = "00000000-0000-0000-0000-0000000000c1";
+    const C2: &str = "00000000-0000-0000-0000-0000000000c2";
+    const O1: &str = "00000000-0000-0000-0000-0000000000a1";
+    const O2: &str = "00000000-0000-0000-0000-0000000000a2";
+
+    #[tokio::test]
+    async fn purges_by_order_customer_and_all_through_the_index() {
+        let config = Config::defaults().expect("defaults");
+        let store = Store::new(&config.cache);
+        let maker = KeyMaker::new(config.cache.partition);
+        let epoch = store.epoch();
+        for (c, o) in [(C1, O1), (C1, O2), (C2, O1)] {
+            for token in ["Bearer a", "Bearer b"] {
+                let stored = store
+                    .insert(key(&maker, order(c, o), token), entry(&store, "{}"), epoch)
+                    .await;
+                assert!(stored);
+            }
+        }
+        assert_eq!(store.usage().await.0, 6);
+        assert_eq!(store.purge_order(order(C1, O1)).await, 2);
+        assert_eq!(store.purge_order(order(C1, O1)).await, 0);
+        assert_eq!(store.purge_customer(Guid::parse(C1).expect("c")).await, 2);
+        assert_eq!(store.purge_all().await, 2);
+        assert_eq!(store.usage().await.0, 0);
+        // A fill that read the epoch before a purge does not store afterwards.
+        let stale = store
+            .insert(key(&maker, order(C1, O1), "Bearer a"), entry(&store, "{}"), epoch)
+            .await;
+        assert!(!stale);
+    }
+
+    #[tokio::test]
+    async fn replaced_entries_keep_their_index_record() {
+        let config = Config::defaults().expect("defaults");
+        let store = Store::new(&config.cache);
+        let maker = KeyMaker::new(config.cache.partition);
+        let k = key(&maker, order(C1, O1), "Bearer a");
+        let epoch = store.epoch();
+        assert!(store.insert(k.clone(), entry(&store, "{}"), epoch).await);
+        assert!(store.insert(k.clone(), entry(&store, "{\"v\":2}"), epoch).await);
+        store.usage().await;
+        assert_eq!(store.purge_order(order(C1, O1)).await, 1);
+    }
+}

@@ -127,19 +127,36 @@ mod tests {
 
     fn json_headers() -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
         h
     }
 
-    fn check(status: u16, headers: &HeaderMap, body: &str, max: usize) -> Result<String, NotStored> {
+    fn check(
+        status: u16,
+        headers: &HeaderMap,
+        body: &str,
+        max: usize,
+    ) -> Result<String, NotStored> {
         let order = Guid::parse(O).expect("guid");
-        judge(StatusCode::from_u16(status).expect("status"), headers, body.as_bytes(), &order, max)
-            .map(|s| s.etag.to_str().expect("ascii").to_owned())
+        judge(
+            StatusCode::from_u16(status).expect("status"),
+            headers,
+            body.as_bytes(),
+            &order,
+            max,
+        )
+        .map(|s| s.etag.to_str().expect("ascii").to_owned())
     }
 
     #[test]
     fn rules() {
-        let good = format!(r#"{{"id":"{}","attributes":{{"etag":"abc=","objectType":"Order"}}}}"#, O.to_uppercase());
+        let good = format!(
+            r#"{{"id":"{}","attributes":{{"etag":"abc=","objectType":"Order"}}}}"#,
+            O.to_uppercase()
+        );
         let h = json_headers();
         assert_eq!(check(200, &h, &good, 4096), Ok("\"abc=\"".to_owned()));
         assert_eq!(check(404, &h, &good, 4096), Err(NotStored::Status));
@@ -150,7 +167,10 @@ mod tests {
         html.insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
         assert_eq!(check(200, &html, &good, 4096), Err(NotStored::NotJson));
         let mut vendor = HeaderMap::new();
-        vendor.insert(CONTENT_TYPE, HeaderValue::from_static("application/vnd.ms+json"));
+        vendor.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.ms+json"),
+        );
         assert!(check(200, &vendor, &good, 4096).is_ok());
         assert!(check(200, &HeaderMap::new(), &good, 4096).is_ok());
         let other = r#"{"id":"00000000-0000-0000-0000-000000000000","attributes":{"etag":"x"}}"#;
@@ -164,17 +184,27 @@ mod tests {
             format!(r#"{{"id":"{O}","attributes":{{"etag":7}}}}"#),
             format!(r#"{{"id":"{O}","attributes":{{"etag":"bad\"tag"}}}}"#),
         ] {
-            assert_eq!(check(200, &h, &body, 4096), Err(NotStored::NoEtag), "{body}");
+            assert_eq!(
+                check(200, &h, &body, 4096),
+                Err(NotStored::NoEtag),
+                "{body}"
+            );
         }
         let mut no_store = json_headers();
-        no_store.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        no_store.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
         assert_eq!(check(200, &no_store, &good, 4096), Err(NotStored::NoStore));
         assert_eq!(check(200, &h, "[1,2]", 4096), Err(NotStored::NotJson));
     }
 
     #[test]
     fn attribute_etag_reads_the_version() {
-        assert_eq!(attribute_etag(br#"{"attributes":{"etag":"v9"}}"#).as_deref(), Some("v9"));
+        assert_eq!(
+            attribute_etag(br#"{"attributes":{"etag":"v9"}}"#).as_deref(),
+            Some("v9")
+        );
         assert_eq!(attribute_etag(b"nope"), None);
     }
 }

@@ -11,14 +11,14 @@ pub fn format_etag(attribute: &str) -> Option<HeaderValue> {
         return None;
     }
     let is_entity_tag = |s: &str| s.len() >= 2 && s.starts_with('"') && s.ends_with('"');
-    let text = if is_entity_tag(attribute) || attribute.strip_prefix("W/").is_some_and(is_entity_tag)
-    {
-        attribute.to_owned()
-    } else if attribute.contains('"') {
-        return None;
-    } else {
-        format!("\"{attribute}\"")
-    };
+    let text =
+        if is_entity_tag(attribute) || attribute.strip_prefix("W/").is_some_and(is_entity_tag) {
+            attribute.to_owned()
+        } else if attribute.contains('"') {
+            return None;
+        } else {
+            format!("\"{attribute}\"")
+        };
     // Only visible ASCII fits an entity-tag (RFC 9110 §8.8.3: etagc).
     if !text.bytes().all(|b| (0x21..0x7f).contains(&b)) {
         return None;
@@ -77,8 +77,14 @@ fn split_list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 fn trim(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = s
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &s[start..end]
 }
 
@@ -172,7 +178,10 @@ mod tests {
     #[test]
     fn etag_formatting() {
         let cases: &[(&str, Option<&str>)] = &[
-            ("eyJpZCI6IjEiLCJ2ZXJzaW9uIjoxfQ==", Some("\"eyJpZCI6IjEiLCJ2ZXJzaW9uIjoxfQ==\"")),
+            (
+                "eyJpZCI6IjEiLCJ2ZXJzaW9uIjoxfQ==",
+                Some("\"eyJpZCI6IjEiLCJ2ZXJzaW9uIjoxfQ==\""),
+            ),
             ("\"already\"", Some("\"already\"")),
             ("W/\"weak\"", Some("W/\"weak\"")),
             ("W/unquoted", Some("\"W/unquoted\"")),
@@ -184,7 +193,11 @@ mod tests {
         ];
         for (input, want) in cases {
             let got = format_etag(input);
-            assert_eq!(got.as_ref().and_then(|v| v.to_str().ok()), *want, "{input:?}");
+            assert_eq!(
+                got.as_ref().and_then(|v| v.to_str().ok()),
+                *want,
+                "{input:?}"
+            );
         }
     }
 
@@ -199,17 +212,27 @@ mod tests {
             (&[("if-none-match", "\"v0\", \"v1\"")], true),
             (&[("if-none-match", "\"v0\",\"v2\"")], false),
             (&[("if-none-match", "*")], true),
-            (&[("if-none-match", "\"v0\""), ("if-none-match", "\"v1\"")], true),
+            (
+                &[("if-none-match", "\"v0\""), ("if-none-match", "\"v1\"")],
+                true,
+            ),
             (&[("if-none-match", "v1")], true),
             (&[("if-none-match", "\"v1")], false),
             (&[("if-none-match", "")], false),
             (&[("if-none-match", "\"a,b\", \"v1\"")], true),
         ];
         for (pairs, want) in cases {
-            assert_eq!(if_none_match_matches(&headers(pairs), &etag), *want, "{pairs:?}");
+            assert_eq!(
+                if_none_match_matches(&headers(pairs), &etag),
+                *want,
+                "{pairs:?}"
+            );
         }
         let weak = HeaderValue::from_static("W/\"v1\"");
-        assert!(if_none_match_matches(&headers(&[("if-none-match", "\"v1\"")]), &weak));
+        assert!(if_none_match_matches(
+            &headers(&[("if-none-match", "\"v1\"")]),
+            &weak
+        ));
     }
 
     #[test]
@@ -226,7 +249,10 @@ mod tests {
             d(&[("cache-control", "max-age=60, max-age=5")]).max_age,
             Some(5)
         );
-        let both = d(&[("cache-control", "no-cache"), ("cache-control", "only-if-cached")]);
+        let both = d(&[
+            ("cache-control", "no-cache"),
+            ("cache-control", "only-if-cached"),
+        ]);
         assert!(both.no_cache && both.only_if_cached);
         assert!(d(&[("pragma", "no-cache")]).no_cache);
         assert!(!d(&[("pragma", "no-cache"), ("cache-control", "max-age=5")]).no_cache);
@@ -240,8 +266,14 @@ mod tests {
 
     #[test]
     fn response_no_store() {
-        assert!(response_forbids_store(&headers(&[("cache-control", "private, no-store")])));
-        assert!(!response_forbids_store(&headers(&[("cache-control", "no-cache")])));
+        assert!(response_forbids_store(&headers(&[(
+            "cache-control",
+            "private, no-store"
+        )])));
+        assert!(!response_forbids_store(&headers(&[(
+            "cache-control",
+            "no-cache"
+        )])));
         assert!(!response_forbids_store(&headers(&[])));
     }
 }

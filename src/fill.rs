@@ -94,7 +94,10 @@ impl Fills {
         prior: Option<Arc<Entry>>,
         build: impl FnOnce() -> Result<Request<Body>, GatewayError>,
     ) -> (SharedOutcome, bool) {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(shared) = in_flight.get(key) {
             return (shared.clone(), true);
         }
@@ -265,8 +268,7 @@ async fn run(
 /// The prior entry, when the rules allow serving it because the upstream failed.
 fn usable_for_error(ctx: &FillContext, prior: Option<Arc<Entry>>) -> Option<Arc<Entry>> {
     prior.filter(|p| {
-        !p.is_negative()
-            && p.age(Instant::now()) <= ctx.config.ttl + ctx.config.stale_if_error
+        !p.is_negative() && p.age(Instant::now()) <= ctx.config.ttl + ctx.config.stale_if_error
     })
 }
 
@@ -293,9 +295,8 @@ async fn read_limited(response: Response<Incoming>, limit: usize) -> Result<Read
     let (head, mut incoming) = response.into_parts();
     let mut buf = BytesMut::new();
     while let Some(frame) = incoming.frame().await {
-        let frame = frame.map_err(|e| {
-            GatewayError::UpstreamUnavailable(crate::upstream::describe(&e))
-        })?;
+        let frame =
+            frame.map_err(|e| GatewayError::UpstreamUnavailable(crate::upstream::describe(&e)))?;
         if let Ok(data) = frame.into_data() {
             buf.extend_from_slice(&data);
             if buf.len() > limit {

@@ -23,7 +23,11 @@ impl std::fmt::Debug for PartitionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
             // A prefix of the keyed hash is enough to tell partitions apart in a debug print.
-            Some(h) => write!(f, "partition:{:02x}{:02x}{:02x}{:02x}…", h[0], h[1], h[2], h[3]),
+            Some(h) => write!(
+                f,
+                "partition:{:02x}{:02x}{:02x}{:02x}…",
+                h[0], h[1], h[2], h[3]
+            ),
             None => f.write_str("partition:shared"),
         }
     }
@@ -104,36 +108,58 @@ mod tests {
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs
             .iter()
-            .map(|(k, v)| (http::HeaderName::from_static(k), HeaderValue::from_static(v)))
+            .map(|(k, v)| {
+                (
+                    http::HeaderName::from_static(k),
+                    HeaderValue::from_static(v),
+                )
+            })
             .collect()
     }
 
     #[test]
     fn credential_mode_separates_tokens_and_hides_them() {
         let maker = KeyMaker::new(Partition::Credential);
-        let a = maker.key(order(), &headers(&[("authorization", "Bearer a")])).expect("a");
-        let a2 = maker.key(order(), &headers(&[("authorization", "Bearer a")])).expect("a");
-        let b = maker.key(order(), &headers(&[("authorization", "Bearer b")])).expect("b");
+        let a = maker
+            .key(order(), &headers(&[("authorization", "Bearer a")]))
+            .expect("a");
+        let a2 = maker
+            .key(order(), &headers(&[("authorization", "Bearer a")]))
+            .expect("a");
+        let b = maker
+            .key(order(), &headers(&[("authorization", "Bearer b")]))
+            .expect("b");
         assert_eq!(a, a2);
         assert_ne!(a, b);
         assert!(!format!("{a:?}").contains("Bearer"));
         // Another process (another secret) hashes the same token differently.
         let other = KeyMaker::new(Partition::Credential);
-        let a3 = other.key(order(), &headers(&[("authorization", "Bearer a")])).expect("a");
+        let a3 = other
+            .key(order(), &headers(&[("authorization", "Bearer a")]))
+            .expect("a");
         assert_ne!(a.partition, a3.partition);
     }
 
     #[test]
     fn shared_mode_and_locale_and_no_credential() {
         let maker = KeyMaker::new(Partition::Shared);
-        let a = maker.key(order(), &headers(&[("authorization", "Bearer a")])).expect("a");
-        let b = maker.key(order(), &headers(&[("authorization", "Bearer b")])).expect("b");
+        let a = maker
+            .key(order(), &headers(&[("authorization", "Bearer a")]))
+            .expect("a");
+        let b = maker
+            .key(order(), &headers(&[("authorization", "Bearer b")]))
+            .expect("b");
         assert_eq!(a, b);
         let fr = maker
-            .key(order(), &headers(&[("authorization", "Bearer a"), ("x-locale", "fr-FR")]))
+            .key(
+                order(),
+                &headers(&[("authorization", "Bearer a"), ("x-locale", "fr-FR")]),
+            )
             .expect("fr");
         assert_ne!(a, fr);
         assert!(maker.key(order(), &headers(&[])).is_none());
-        assert!(KeyMaker::new(Partition::Credential).key(order(), &headers(&[])).is_none());
+        assert!(KeyMaker::new(Partition::Credential)
+            .key(order(), &headers(&[]))
+            .is_none());
     }
 }

@@ -23,19 +23,19 @@
 
 pub mod admin;
 pub mod body;
+pub mod cacheability;
 pub mod cli;
+pub mod conditional;
 pub mod config;
 pub mod correlation;
 pub mod error;
+pub mod fill;
 pub mod forward;
-pub mod pipeline;
-pub mod route;
 pub mod key;
 pub mod order;
-pub mod conditional;
-pub mod fill;
-pub mod cacheability;
-pub mod store;
+pub mod pipeline;
+pub mod route;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod upstream;

@@ -88,11 +88,25 @@ pub async fn serve(
         let age = entry.age(now);
         if entry.is_negative() {
             if age <= config.negative_ttl && !directives.requires_revalidation(age) {
-                return Ok(answer(entry, CacheState::Hit, &parts, correlation, note, now));
+                return Ok(answer(
+                    entry,
+                    CacheState::Hit,
+                    &parts,
+                    correlation,
+                    note,
+                    now,
+                ));
             }
         } else if !directives.requires_revalidation(age) {
             if age <= config.ttl {
-                return Ok(answer(entry, CacheState::Hit, &parts, correlation, note, now));
+                return Ok(answer(
+                    entry,
+                    CacheState::Hit,
+                    &parts,
+                    correlation,
+                    note,
+                    now,
+                ));
             }
             if age <= config.ttl + config.stale_while_revalidate {
                 if !directives.only_if_cached {
@@ -105,7 +119,14 @@ pub async fn serve(
                         || fill_request(gateway, &parts, correlation),
                     );
                 }
-                return Ok(answer(entry, CacheState::Stale, &parts, correlation, note, now));
+                return Ok(answer(
+                    entry,
+                    CacheState::Stale,
+                    &parts,
+                    correlation,
+                    note,
+                    now,
+                ));
             }
         }
     }
@@ -129,14 +150,28 @@ pub async fn serve(
             upstream_status,
         } => {
             note.upstream_status = *upstream_status;
-            Ok(answer(entry, (*state).into(), &parts, correlation, note, now))
+            Ok(answer(
+                entry,
+                (*state).into(),
+                &parts,
+                correlation,
+                note,
+                now,
+            ))
         }
         Outcome::Stale {
             entry,
             upstream_status,
         } => {
             note.upstream_status = *upstream_status;
-            Ok(answer(entry, CacheState::Stale, &parts, correlation, note, now))
+            Ok(answer(
+                entry,
+                CacheState::Stale,
+                &parts,
+                correlation,
+                note,
+                now,
+            ))
         }
         Outcome::Passed { head, body, .. } => {
             note.upstream_status = Some(head.status.as_u16());
@@ -150,7 +185,9 @@ pub async fn serve(
             );
             finish_passed(response.headers_mut(), correlation);
             note.cache = Some(CacheState::Miss.as_str());
-            response.headers_mut().insert(&X_CACHE, CacheState::Miss.header());
+            response
+                .headers_mut()
+                .insert(&X_CACHE, CacheState::Miss.header());
             Ok(response)
         }
         Outcome::Oversized(slot) => {
@@ -166,18 +203,26 @@ pub async fn serve(
                     }
                     finish_passed(response.headers_mut(), correlation);
                     note.cache = Some(CacheState::Miss.as_str());
-                    response.headers_mut().insert(&X_CACHE, CacheState::Miss.header());
+                    response
+                        .headers_mut()
+                        .insert(&X_CACHE, CacheState::Miss.header());
                     Ok(response)
                 }
                 // Someone else is streaming the one oversized answer; fetch our own copy.
                 None => {
-                    let request =
-                        forward::upstream_request(&parts, Body::empty(), correlation, &gateway.upstream)?;
+                    let request = forward::upstream_request(
+                        &parts,
+                        Body::empty(),
+                        correlation,
+                        &gateway.upstream,
+                    )?;
                     let response = gateway.upstream.send(request).await?;
                     note.upstream_status = Some(response.status().as_u16());
                     let mut response = forward::client_response(response, correlation);
                     note.cache = Some(CacheState::Miss.as_str());
-                    response.headers_mut().insert(&X_CACHE, CacheState::Miss.header());
+                    response
+                        .headers_mut()
+                        .insert(&X_CACHE, CacheState::Miss.header());
                     Ok(response)
                 }
             }
@@ -194,7 +239,9 @@ async fn bypass(
     note: &mut Note,
 ) -> Result<Response<Body>, GatewayError> {
     let mut response = gateway.forward(request, correlation, note).await?;
-    response.headers_mut().insert(&X_CACHE, CacheState::Bypass.header());
+    response
+        .headers_mut()
+        .insert(&X_CACHE, CacheState::Bypass.header());
     note.cache = Some(CacheState::Bypass.as_str());
     Ok(response)
 }
@@ -206,7 +253,8 @@ fn fill_request(
     parts: &request::Parts,
     correlation: &Correlation,
 ) -> Result<Request<Body>, GatewayError> {
-    let mut request = forward::upstream_request(parts, Body::empty(), correlation, &gateway.upstream)?;
+    let mut request =
+        forward::upstream_request(parts, Body::empty(), correlation, &gateway.upstream)?;
     *request.method_mut() = Method::GET;
     let headers = request.headers_mut();
     for name in [
@@ -261,14 +309,19 @@ fn answer(
     if !not_modified {
         *response.status_mut() = entry.status;
         if let Some(content_type) = &entry.content_type {
-            response.headers_mut().insert(CONTENT_TYPE, content_type.clone());
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, content_type.clone());
         }
     }
     let headers = response.headers_mut();
     if let Some(etag) = &entry.etag {
         headers.insert(ETAG, etag.clone());
     }
-    headers.insert(http::header::AGE, HeaderValue::from(entry.age(now).as_secs()));
+    headers.insert(
+        http::header::AGE,
+        HeaderValue::from(entry.age(now).as_secs()),
+    );
     headers.insert(&X_CACHE, state.header());
     headers.insert(http::header::VIA, HeaderValue::from_static(forward::VIA));
     correlation.apply(headers);

@@ -19,11 +19,11 @@ use crate::body::Body;
 use crate::config::Config;
 use crate::correlation::Correlation;
 use crate::error::GatewayError;
-use crate::forward;
-use crate::route::{self, Route};
 use crate::fill::{FillContext, Fills};
+use crate::forward;
 use crate::key::KeyMaker;
 use crate::order;
+use crate::route::{self, Route};
 use crate::store::Store;
 use crate::upstream::{Upstream, UpstreamSetupError};
 

@@ -280,7 +280,11 @@ mod tests {
         assert_eq!(store.usage().await.0, 0);
         // A fill that read the epoch before a purge does not store afterwards.
         let stale = store
-            .insert(key(&maker, order(C1, O1), "Bearer a"), entry(&store, "{}"), epoch)
+            .insert(
+                key(&maker, order(C1, O1), "Bearer a"),
+                entry(&store, "{}"),
+                epoch,
+            )
             .await;
         assert!(!stale);
     }
@@ -293,7 +297,11 @@ mod tests {
         let k = key(&maker, order(C1, O1), "Bearer a");
         let epoch = store.epoch();
         assert!(store.insert(k.clone(), entry(&store, "{}"), epoch).await);
-        assert!(store.insert(k.clone(), entry(&store, "{\"v\":2}"), epoch).await);
+        assert!(
+            store
+                .insert(k.clone(), entry(&store, "{\"v\":2}"), epoch)
+                .await
+        );
         store.usage().await;
         assert_eq!(store.purge_order(order(C1, O1)).await, 1);
     }

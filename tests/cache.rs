@@ -1,0 +1,807 @@
+//! The order cache from outside (SPEC §3.3, §4): states, fills, conditionals, partitions,
+//! invalidation, bounds.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::{Method, StatusCode};
+use httpmock::prelude::*;
+
+const TOKEN_A: &str = "Bearer token-a";
+const TOKEN_B: &str = "Bearer token-b";
+
+fn order_url(gw: &TestGateway, order: &str) -> String {
+    gw.url(&order_path(CUSTOMER, order))
+}
+
+/// A distinct order id per use.
+fn new_order() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+async fn get(gw: &TestGateway, order: &str, headers: &[(&str, &str)]) -> Reply {
+    TestClient::http1()
+        .get(&order_url(gw, order), headers)
+        .await
+}
+
+fn state(reply: &Reply) -> &str {
+    reply.header("x-cache").unwrap_or("<none>")
+}
+
+#[tokio::test]
+async fn miss_then_hit_with_own_ids_age_etag_and_unchanged_bytes() {
+    let up = OrderUpstream::start().await;
+    let gw = TestGateway::with(&up.base_url, &[]).await;
+    let order = new_order();
+    let first = get(
+        &gw,
+        &order,
+        &[("authorization", TOKEN_A), ("ms-correlationid", GUID_A)],
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(state(&first), "MISS");
+    assert_eq!(first.header("ms-correlationid"), Some(GUID_A));
+    let etag = format!("\"{}\"", etag_for(&order, 1));
+    assert_eq!(first.header("etag"), Some(etag.as_str()));
+    assert_eq!(first.header("age"), Some("0"));
+    assert_eq!(
+        first.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(first.body, Bytes::from(order_json(CUSTOMER, &order, 1)));
+    assert!(first.header("date").is_some());
+
+    let second = get(
+        &gw,
+        &order,
+        &[("authorization", TOKEN_A), ("ms-correlationid", GUID_B)],
+    )
+    .await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(state(&second), "HIT");
+    assert_eq!(second.body, first.body);
+    assert_eq!(second.header("etag"), Some(etag.as_str()));
+    assert!(second.header("age").is_some());
+    assert!(second.header("date").is_some());
+    // The cached answer carries this request's IDs, never the filler's.
+    assert_eq!(second.header("ms-correlationid"), Some(GUID_B));
+    assert_ne!(second.header("ms-requestid"), first.header("ms-requestid"));
+    assert_eq!(up.hits(), 1);
+
+    // Upper-case ids in the path reach the same entry.
+    let upper = TestClient::http1()
+        .get(
+            &gw.url(&order_path(&CUSTOMER.to_uppercase(), &order.to_uppercase())),
+            &[("authorization", TOKEN_A)],
+        )
+        .await;
+    assert_eq!(state(&upper), "HIT");
+    assert_eq!(up.hits(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn head_is_answered_from_the_same_entry_without_a_body() {
+    let up = OrderUpstream::start().await;
+    let gw = TestGateway::with(&up.base_url, &[]).await;
+    let order = new_order();
+    let client = TestClient::http1();
+    let head = client
+        .send(
+            Method::HEAD,
+            &order_url(&gw, &order),
+            &[("authorization", TOKEN_A)],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(state(&head), "MISS");
+    assert!(head.body.is_empty());
+    let len = order_json(CUSTOMER, &order, 1).len().to_string();
+    assert_eq!(head.header("content-length"), Some(len.as_str()));
+    let get_reply = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+    assert_eq!(state(&get_reply), "HIT");
+    assert_eq!(get_reply.body.len().to_string(), len);
+    let head2 = client
+        .send(
+            Method::HEAD,
+            &order_url(&gw, &order),
+            &[("authorization", TOKEN_A)],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(state(&head2), "HIT");
+    assert!(head2.body.is_empty());
+    assert_eq!(up.hits(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_serves_at_once_and_refreshes_once() {
+    let up = OrderUpstream::start().await;
+    let gw = TestGateway::with(
+        &up.base_url,
+        &[
+            ("cache.ttl", "200ms"),
+            ("cache.stale_while_revalidate", "30s"),
+        ],
+    )
+    .await;
+    let order = new_order();
+    assert_eq!(
+        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
+        "MISS"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    up.set_delay(Duration::from_millis(300));
+    // A burst of requests in the stale window: all STALE at once, one refresh upstream.
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let url = order_url(&gw, &order);
+        tasks.push(tokio::spawn(async move {
+            TestClient::http1()
+                .get(&url, &[("authorization", TOKEN_A)])
+                .await
+        }));
+    }
+    for task in tasks {
+        let reply = task.await.expect("task");
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(state(&reply), "STALE");
+    }
+    up.wait_hits(2).await;
+    eventually(Duration::from_secs(10), || async {
+        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await) == "HIT"
+    })
+    .await;
+    assert_eq!(up.hits(), 2);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn expired_entries_are_revalidated_with_if_none_match() {
+    let up = OrderUpstream::start().await;
+    let gw = TestGateway::with(
+        &up.base_url,
+        &[
+            ("cache.ttl", "100ms"),
+            ("cache.stale_while_revalidate", "0s"),
+        ],
+    )
+    .await;
+    let order = new_order();
+    assert_eq!(
+        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
+        "MISS"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let reply = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+    assert_eq!(state(&reply), "REVALIDATED");
+    assert_eq!(reply.body, Bytes::from(order_json(CUSTOMER, &order, 1)));
+    assert_eq!(reply.header("age"), Some("0"));
+    assert_eq!(up.inm_hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The refreshed entry is fresh again.
+    assert_eq!(
+        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
+        "HIT"
+    );
+    assert_eq!(up.hits(), 2);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn revalidation_by_refetch_compares_attributes_etag() {
+    let up = OrderUpstream::start().await;
+    // Like Partner Center: If-None-Match is ignored, the body's etag tells.
+    up.honor_if_none_match(false);
+    let gw = TestGateway::with(
+        &up.base_url,
+        &[
+            ("cache.ttl", "100ms"),
+            ("cache.stale_while_revalidate", "0s"),
+        ],
+    )
+    .await;
+    let order = new_order();
+    assert_eq!(
+        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
+        "MISS"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
+        "REVALIDATED"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    up.bump(&order);
+    let changed = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+    assert_eq!(state(&changed), "MISS");
+    let etag = format!("\"{}\"", etag_for(&order, 2));
+    assert_eq!(changed.header("etag"), Some(etag.as_str()));
+    assert_eq!(changed.body, Bytes::from(order_json(CUSTOMER, &order, 2)));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn stale_is_served_when_the_upstream_fails_within_stale_if_error() {
+    let up = OrderUpstream::start().await;
+    let gw = TestGateway::with(
+        &up.base_url,
+        &[
+            ("cache.ttl", "100ms"),
+            ("cache.stale_while_revalidate", "0s"),
+            ("cache.stale_if_error", "5m"),
+            ("upstream.request_timeout", "300ms"),
+        ],
+    )
+    .await;
+    let order = new_order();
+    let first = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+    assert_eq!(state(&first), "MISS");
+    for (mode, delay) in [
+        (Mode::Status(500), Duration::ZERO),
+        (Mode::Status(503), Duration::ZERO),
+        (Mode::Status(429), Duration::ZERO),
+        (Mode::Reset, Duration::ZERO),
+        (Mode::Normal, Duration::from_secs(3)),
+    ] {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        up.set_mode(mode);
+        up.set_delay(delay);
+        let reply = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{mode:?}");
+        assert_eq!(state(&reply), "STALE", "{mode:?} {delay:?}");
+        assert_eq!(reply.body, first.body);
+    }
+    // Refused: nothing listens any more.
+    up.stop().await;
+    let reply = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(state(&reply), "STALE");
+    // A cold key has nothing to fall back on.
+    let cold = get(&gw, &new_order(), &[("authorization", TOKEN_A)]).await;
+    assert_eq!(cold.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(cold.header("x-cache"), None);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn beyond_stale_if_error_the_failure_reaches_the_client() {
+    let up = OrderUpstream::start().await;
+    let gw = TestGateway::with(
+        &up.base_url,
+        &[
+            ("cache.ttl", "100ms"),
+            ("cache.stale_while_revalidate", "0s"),
+            ("cache.stale_if_error", "0s"),
+        ],
+    )
+    .await;
+    let order = new_order();
+    assert_eq!(
+        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
+        "MISS"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    up.set_mode(Mode::Status(500));
+    let reply = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(state(&reply), "MISS");
+    assert!(String::from_utf8_lossy(&reply.body).contains("simulated"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_cold_requests_cause_one_upstream_request() {
+    let up = OrderUpstream::start().await;
+    up.set_delay(Duration::from_millis(300));
+    let gw = TestGateway::with(&up.base_url, &[]).await;
+    let order = new_order();
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let url = order_url(&gw, &order);
+        tasks.push(tokio::spawn(async move {
+            let id = uuid::Uuid::new_v4().to_string();
+            let reply = TestClient::http1()
+                .get(&url, &[("authorization", TOKEN_A), ("ms-requestid", &id)])
+                .await;
+            (i, id, reply)
+        }));
+    }
+    for task in tasks {
+        let (_, id, reply) = task.await.expect("task");
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.body, Bytes::from(order_json(CUSTOMER, &order, 1)));
+        // Every waiter gets its own IDs on the shared answer.
+        assert_eq!(reply.header("ms-requestid"), Some(id.as_str()));
+    }
+    assert_eq!(up.hits(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_one_uncacheable_answer() {
+    let up = OrderUpstream::start().await;
+    up.set_delay(Duration::from_millis(300));
+    up.set_mode(Mode::Status(503));
+    let gw = TestGateway::with(&up.base_url, &[]).await;
+    let order = new_order();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let url = order_url(&gw, &order);
+        tasks.push(tokio::spawn(async move {
+            TestClient::http1()
+                .get(&url, &[("authorization", TOKEN_A)])
+                .await
+        }));
+    }
+    for task in tasks {
+        let reply = task.await.expect("task");
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(state(&reply), "MISS");
+        assert!(String::from_utf8_lossy(&reply.body).contains("simulated"));
+    }
+    assert_eq!(up.hits(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_fill_completes_when_its_client_hangs_up() {
+    let up = OrderUpstream::start().await;
+    up.set_delay(Duration::from_millis(500));
+    let gw = TestGateway::with(&up.base_url, &[]).await;
+    let order = new_order();
+    let url = order_url(&gw, &order);
+    let impatient = tokio::spawn(async move {
+        TestClient::http1()
+            .get(&url, &[("authorization", TOKEN_A)])
+            .await
+    });
+    up.wait_hits(1).await;
+    impatient.abort();
+    let gateway = gw.gateway.clone();
+    eventually(Duration::from_secs(10), || {
+        let gateway = gateway.clone();
+        async move { gateway.store.usage().await.0 == 1 }
+    })
+    .await;
+    let reply = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+    assert_eq!(state(&reply), "HIT");
+    assert_eq!(up.hits(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn uncacheable_answers_pass_through_as_received_and_are_not_stored() {
+    let upstream = MockServer::start_async().await;
+    let big = format!(
+        r#"{{"id":"ORDER","attributes":{{"etag":"e"}},"pad":"{}"}}"#,
+        "x".repeat(5000)
+    );
+    type Case = (&'static str, u16, Vec<(&'static str, &'static str)>, String);
+    let cases: Vec<Case> = vec![
+        (
+            "status",
+            202,
+            vec![("content-type", "application/json")],
+            r#"{"id":"ORDER","attributes":{"etag":"e"}}"#.to_owned(),
+        ),
+        (
+            "not_json",
+            200,
+            vec![("content-type", "text/plain")],
+            "just text".to_owned(),
+        ),
+        (
+            "broken_json",
+            200,
+            vec![("content-type", "application/json")],
+            "{\"id\":".to_owned(),
+        ),
+        (
+            "id_mismatch",
+            200,
+            vec![("content-type", "application/json")],
+            r#"{"id":"00000000-0000-0000-0000-000000000000","attributes":{"etag":"e"}}"#.to_owned(),
+        ),
+        (
+            "no_etag",
+            200,
+            vec![("content-type", "application/json")],
+            r#"{"id":"ORDER","attributes":{}}"#.to_owned(),
+        ),
+        (
+            "no_store",
+            200,
+            vec![
+                ("content-type", "application/json"),
+                ("cache-control", "no-store"),
+            ],
+            r#"{"id":"ORDER","attributes":{"etag":"e"}}"#.to_owned(),
+        ),
+        (
+            "too_large",
+            200,
+            vec![("content-type", "application/json")],
+            big,
+        ),
+    ];
+    let gw = TestGateway::with(&upstream.base_url(), &[("cache.max_entry_bytes", "4096")]).await;
+    for (name, status, headers, body) in cases {
+        let order = new_order();
+        let body = body.replace("ORDER", &order);
+        let mock = upstream
+            .mock_async(|when, then| {
+                when.method(GET).path(order_path(CUSTOMER, &order));
+                let mut t = then.status(status).header("x-upstream-marker", name);
+                for (k, v) in &headers {
+                    t = t.header(*k, *v);
+                }
+                t.body(body.as_str());
+            })
+            .await;
+        for round in 0..2 {
+            let reply = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+            assert_eq!(reply.status.as_u16(), status, "{name}");
+            assert_eq!(reply.body, Bytes::from(body.clone()), "{name}");
+            assert_eq!(reply.header("x-upstream-marker"), Some(name), "{name}");
+            for (k, v) in &headers {
+                assert_eq!(reply.header(k), Some(*v), "{name} {k}");
+            }
+            assert_eq!(state(&reply), "MISS", "{name} round {round}");
+        }
+        mock.assert_calls_async(2).await;
+    }
+    assert_eq!(gw.gateway.store.usage().await.0, 0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn if_none_match_gets_304_even_right_after_a_miss() {
+    let up = OrderUpstream::start().await;
+    let gw = TestGateway::with(&up.base_url, &[]).await;
+    let order = new_order();
+    let etag = format!("\"{}\"", etag_for(&order, 1));
+    let weak = format!("W/{etag}");
+    let list = format!("\"other\", {etag}");
+    let after_miss = get(
+        &gw,
+        &order,
+        &[
+            ("authorization", TOKEN_A),
+            ("if-none-match", &etag),
+            ("ms-correlationid", GUID_A),
+        ],
+    )
+    .await;
+    assert_eq!(after_miss.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(state(&after_miss), "MISS");
+    assert_eq!(after_miss.header("etag"), Some(etag.as_str()));
+    assert!(after_miss.header("age").is_some());
+    assert_eq!(after_miss.header("ms-correlationid"), Some(GUID_A));
+    assert!(after_miss.body.is_empty());
+    for inm in [etag.as_str(), weak.as_str(), list.as_str(), "*"] {
+        let reply = get(
+            &gw,
+            &order,
+            &[("authorization", TOKEN_A), ("if-none-match", inm)],
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::NOT_MODIFIED, "{inm}");
+        assert_eq!(state(&reply), "HIT");
+        assert_eq!(reply.header("etag"), Some(etag.as_str()));
+    }
+    let other = get(
+        &gw,
+        &order,
+        &[("authorization", TOKEN_A), ("if-none-match", "\"old\"")],
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert!(!other.body.is_empty());
+    assert_eq!(up.hits(), 1);
+    // The client's conditional never reaches the upstream on a fill.
+    let seen = up
+        .last_headers
+        .lock()
+        .expect("lock")
+        .clone()
+        .expect("headers");
+    assert!(seen.get("if-none-match").is_none());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn request_cache_control_directives() {
+    let up = OrderUpstream::start().await;
+    let gw = TestGateway::with(&up.base_url, &[]).await;
+    let order = new_order();
+    let auth = ("authorization", TOKEN_A);
+
+    let cold = get(&gw, &order, &[auth, ("cache-control", "only-if-cached")]).await;
+    assert_eq!(cold.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(cold.json()["errorName"], "NotCached");
+    assert_eq!(up.hits(), 0);
+
+    assert_eq!(state(&get(&gw, &order, &[auth]).await), "MISS");
+    let warm = get(&gw, &order, &[auth, ("cache-control", "only-if-cached")]).await;
+    assert_eq!(state(&warm), "HIT");
+
+    for cc in ["no-cache", "max-age=0"] {
+        let hits = up.hits();
+        let reply = get(&gw, &order, &[auth, ("cache-control", cc)]).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(state(&reply), "REVALIDATED", "{cc}");
+        assert_eq!(up.hits(), hits + 1, "{cc}");
+    }
+    let hits = up.hits();
+    let bypass = get(&gw, &order, &[auth, ("cache-control", "no-store")]).await;
+    assert_eq!(state(&bypass), "BYPASS");
+    assert_eq!(bypass.status, StatusCode::OK);
+    assert_eq!(up.hits(), hits + 1);
+    // The entry is left as it was.
+    assert_eq!(state(&get(&gw, &order, &[auth]).await), "HIT");
+    assert_eq!(up.hits(), hits + 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn credential_partitions_never_share_and_no_token_is_never_cached() {
+    let up = OrderUpstream::start().await;
+    let gw = TestGateway::with(&up.base_url, &[]).await;
+    let order = new_order();
+    assert_eq!(
+        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
+        "MISS"
+    );
+    assert_eq!(
+        state(&get(&gw, &order, &[("authorization", TOKEN_B)]).await),
+        "MISS"
+    );
+    assert_eq!(
+        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
+        "HIT"
+    );
+    assert_eq!(
+        state(&get(&gw, &order, &[("authorization", TOKEN_B)]).await),
+        "HIT"
+    );
+    assert_eq!(up.hits(), 2);
+    for _ in 0..2 {
+        let anonymous = get(&gw, &order, &[]).await;
+        assert_eq!(state(&anonymous), "BYPASS");
+    }
+    assert_eq!(up.hits(), 4);
+    // The locale is part of the key.
+    let fr = get(
+        &gw,
+        &order,
+        &[("authorization", TOKEN_A), ("x-locale", "fr-FR")],
+    )
+    .await;
+    assert_eq!(state(&fr), "MISS");
+    assert_eq!(up.hits(), 5);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn shared_partition_serves_every_credential_but_not_anonymous_calls() {
+    let up = OrderUpstream::start().await;
+    let gw = TestGateway::with(&up.base_url, &[("cache.partition", "shared")]).await;
+    let order = new_order();
+    assert_eq!(
+        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
+        "MISS"
+    );
+    assert_eq!(
+        state(&get(&gw, &order, &[("authorization", TOKEN_B)]).await),
+        "HIT"
+    );
+    assert_eq!(state(&get(&gw, &order, &[]).await), "BYPASS");
+    assert_eq!(up.hits(), 2);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn disabled_cache_forwards_everything_as_bypass() {
+    let up = OrderUpstream::start().await;
+    let gw = TestGateway::with(&up.base_url, &[("cache.enabled", "false")]).await;
+    let order = new_order();
+    for _ in 0..2 {
+        let reply = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        // The gateway's X-Cache replaces the upstream's own on order answers.
+        assert_eq!(state(&reply), "BYPASS");
+    }
+    assert_eq!(up.hits(), 2);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn successful_unsafe_requests_invalidate_every_partition_of_the_order() {
+    let up = OrderUpstream::start().await;
+    let gw = TestGateway::with(&up.base_url, &[]).await;
+    let order = new_order();
+    let client = TestClient::http1();
+    for token in [TOKEN_A, TOKEN_B] {
+        assert_eq!(
+            state(&get(&gw, &order, &[("authorization", token)]).await),
+            "MISS"
+        );
+        assert_eq!(
+            state(&get(&gw, &order, &[("authorization", token)]).await),
+            "HIT"
+        );
+    }
+    // The OrderUpstream answers any method on the order path with 200.
+    let patch = client
+        .send(
+            Method::PATCH,
+            &order_url(&gw, &order),
+            &[("authorization", TOKEN_A)],
+            "{}",
+        )
+        .await;
+    assert_eq!(patch.status, StatusCode::OK);
+    // A forwarded answer keeps the upstream's own X-Cache; the gateway adds none.
+    assert_eq!(patch.header("x-cache"), Some("upstream-said"));
+    up.bump(&order);
+    for token in [TOKEN_A, TOKEN_B] {
+        let reply = get(&gw, &order, &[("authorization", token)]).await;
+        assert_eq!(state(&reply), "MISS", "{token}");
+        let etag = format!("\"{}\"", etag_for(&order, 2));
+        assert_eq!(reply.header("etag"), Some(etag.as_str()));
+    }
+    // Below the order path counts too.
+    let below = gw.url(&format!("{}/lineitems/0", order_path(CUSTOMER, &order)));
+    let post = client
+        .send(Method::POST, &below, &[("authorization", TOKEN_A)], "{}")
+        .await;
+    assert_eq!(post.status, StatusCode::OK);
+    assert_eq!(
+        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
+        "MISS"
+    );
+    // A failed unsafe request leaves the entry alone.
+    up.set_mode(Mode::Status(409));
+    let conflict = client
+        .send(
+            Method::PATCH,
+            &order_url(&gw, &order),
+            &[("authorization", TOKEN_A)],
+            "{}",
+        )
+        .await;
+    assert_eq!(conflict.status, StatusCode::CONFLICT);
+    up.set_mode(Mode::Normal);
+    assert_eq!(
+        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
+        "HIT"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn admin_purges_by_order_customer_and_everything() {
+    let up = OrderUpstream::start().await;
+    let gw = TestGateway::with(&up.base_url, &[]).await;
+    let client = TestClient::http1();
+    let other_customer = "11111111-2222-3333-4444-555555555555";
+    let (o1, o2) = (new_order(), new_order());
+    for token in [TOKEN_A, TOKEN_B] {
+        for o in [&o1, &o2] {
+            get(&gw, o, &[("authorization", token)]).await;
+        }
+        client
+            .get(
+                &gw.url(&order_path(other_customer, &o1)),
+                &[("authorization", token)],
+            )
+            .await;
+    }
+    assert_eq!(gw.gateway.store.usage().await.0, 6);
+    let purge = |path: String| {
+        let url = gw.admin_url(&path);
+        async move {
+            TestClient::http1()
+                .send(Method::DELETE, &url, &[], Bytes::new())
+                .await
+        }
+    };
+    let r = purge(format!(
+        "/cache/customers/{CUSTOMER}/orders/{}",
+        o1.to_uppercase()
+    ))
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.json(), serde_json::json!({"purged": 2}));
+    assert_eq!(
+        state(&get(&gw, &o1, &[("authorization", TOKEN_A)]).await),
+        "MISS"
+    );
+    assert_eq!(
+        state(&get(&gw, &o2, &[("authorization", TOKEN_A)]).await),
+        "HIT"
+    );
+    let r = purge(format!("/cache/customers/{CUSTOMER}")).await;
+    assert_eq!(r.json(), serde_json::json!({"purged": 3}));
+    let r = purge("/cache".to_owned()).await;
+    assert_eq!(r.json(), serde_json::json!({"purged": 2}));
+    assert_eq!(gw.gateway.store.usage().await.0, 0);
+    let bad = purge("/cache/customers/nope".to_owned()).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let wrong_method = client.get(&gw.admin_url("/cache"), &[]).await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    // Not on the front port: there it is just a path forwarded upstream.
+    let front = TestClient::http1()
+        .send(Method::DELETE, &gw.url("/cache"), &[], Bytes::new())
+        .await;
+    assert_ne!(front.header("content-type"), Some("application/json"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn negative_caching_remembers_404_per_key() {
+    let upstream = MockServer::start_async().await;
+    let order = new_order();
+    let missing = upstream
+        .mock_async(|when, then| {
+            when.method(GET).path(order_path(CUSTOMER, &order));
+            then.status(404)
+                .header("content-type", "application/json")
+                .body(r#"{"code":404,"description":"not found","data":[],"source":"PartnerFD"}"#);
+        })
+        .await;
+    let gw = TestGateway::with(&upstream.base_url(), &[("cache.negative_ttl", "30s")]).await;
+    let first = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+    assert_eq!(first.status, StatusCode::NOT_FOUND);
+    assert_eq!(state(&first), "MISS");
+    let second = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+    assert_eq!(second.status, StatusCode::NOT_FOUND);
+    assert_eq!(state(&second), "HIT");
+    assert_eq!(second.body, first.body);
+    assert!(second.header("age").is_some());
+    missing.assert_calls_async(1).await;
+    gw.stop().await;
+
+    // With the default negative_ttl of 0, 404s are not remembered.
+    let gw = TestGateway::with(&upstream.base_url(), &[]).await;
+    for _ in 0..2 {
+        let reply = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND);
+        assert_eq!(state(&reply), "MISS");
+    }
+    missing.assert_calls_async(3).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_cache_stays_within_max_bytes() {
+    let up = OrderUpstream::start().await;
+    let gw = TestGateway::with(
+        &up.base_url,
+        &[
+            ("cache.max_bytes", "20000"),
+            ("cache.max_entry_bytes", "4096"),
+        ],
+    )
+    .await;
+    let client = Arc::new(TestClient::http1());
+    for _ in 0..60 {
+        let reply = client
+            .get(&order_url(&gw, &new_order()), &[("authorization", TOKEN_A)])
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let (entries, bytes) = gw.gateway.store.usage().await;
+    assert!(bytes <= 20000, "weighted size {bytes} over the bound");
+    assert!(entries > 0 && entries < 60, "{entries} entries");
+    gw.stop().await;
+}

@@ -26,6 +26,37 @@ pub enum Command {
     Run,
     /// Load and validate the configuration, print the effective result as TOML.
     CheckConfig,
+    /// Start a Partner Center simulator and a gateway in front of it, walk through what the
+    /// gateway does (with curl commands to repeat), then serve until Ctrl-C.
+    Demo {
+        /// Exit after the walk-through instead of serving.
+        #[arg(long)]
+        no_serve: bool,
+    },
+    /// Run only the Partner Center simulator (for benchmarks and manual tests).
+    Simulate {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: std::net::SocketAddr,
+        /// Latency added to every answer (humantime, e.g. "20ms").
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+        latency: std::time::Duration,
+        /// Requests per minute per token before 429 (0 = unlimited).
+        #[arg(long, default_value_t = 0)]
+        budget_per_minute: u32,
+        /// Share of requests answered 503, 0.0 to 1.0.
+        #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+        failure_rate: f64,
+    },
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err("must be between 0.0 and 1.0".to_owned())
+    }
 }
 
 /// Parses the command line and runs it; the process exit code is the result.
@@ -34,6 +65,34 @@ pub fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(cli.config),
         Command::CheckConfig => check_config(cli.config),
+        Command::Demo { no_serve } => demo(!no_serve),
+        Command::Simulate {
+            listen,
+            latency,
+            budget_per_minute,
+            failure_rate,
+        } => simulate(
+            listen,
+            crate::simulate::Knobs {
+                latency,
+                budget_per_minute,
+                failure_rate,
+            },
+        ),
+    }
+}
+
+/// Runs `job` on a multi-threaded runtime; the job's exit code is the process's.
+pub fn with_runtime(job: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(job),
+        Err(e) => {
+            eprintln!("partner-gateway: cannot start the runtime: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -88,6 +147,54 @@ fn run(file: Option<PathBuf>) -> ExitCode {
         };
         bound.serve(shutdown_signal()).await;
         ExitCode::SUCCESS
+    })
+}
+
+fn demo(serve: bool) -> ExitCode {
+    crate::telemetry::init(&crate::config::LogConfig {
+        format: crate::config::LogFormat::Pretty,
+        level: "warn".to_owned(),
+    });
+    let options = crate::demo::DemoOptions {
+        fixed_ports: true,
+        serve,
+        color: None,
+    };
+    with_runtime(async {
+        match crate::demo::run(options, &mut std::io::stdout(), shutdown_signal()).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("partner-gateway demo: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+fn simulate(listen: std::net::SocketAddr, knobs: crate::simulate::Knobs) -> ExitCode {
+    crate::telemetry::init(&crate::config::LogConfig {
+        format: crate::config::LogFormat::Json,
+        level: "info".to_owned(),
+    });
+    with_runtime(async {
+        match crate::simulate::Simulator::start(listen, knobs.clone()).await {
+            Ok(sim) => {
+                tracing::info!(listen = %sim.addr, ?knobs, "simulator listening");
+                println!("simulator listening on {}", sim.base_url());
+                for (customer, orders) in crate::simulate::Simulator::catalog() {
+                    for order in orders {
+                        println!("  /v1/customers/{customer}/orders/{order}");
+                    }
+                }
+                shutdown_signal().await;
+                sim.stop();
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("partner-gateway simulate: cannot listen on {listen}: {e}");
+                ExitCode::from(1)
+            }
+        }
     })
 }
 

@@ -19,7 +19,9 @@
 //! - [`error`] — everything that can go wrong, and the one place it becomes a response;
 //! - [`admin`] — probes and administration on their own port;
 //! - [`telemetry`] — structured logs;
-//! - [`cli`] — the command line the thin binary runs.
+//! - [`cli`] — the command line the thin binary runs;
+//! - [`simulate`] — an in-process Partner Center stand-in for the demo, tests and benchmarks;
+//! - [`demo`] — the guided first run.
 
 pub mod admin;
 pub mod body;
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod conditional;
 pub mod config;
 pub mod correlation;
+pub mod demo;
 pub mod error;
 pub mod fill;
 pub mod forward;
@@ -36,6 +39,7 @@ pub mod order;
 pub mod pipeline;
 pub mod route;
 pub mod server;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;
 pub mod upstream;

@@ -1,0 +1,462 @@
+//! `partner-gateway demo`: the simulator and a gateway in one process, and a narrated
+//! walk-through of what the gateway does, with the `curl` command for every step.
+//!
+//! The walk-through talks to the gateway over real HTTP, like a partner service would, and
+//! reads the simulator's own counters to show what reached the upstream.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::{Config, Sources};
+use crate::simulate::{Knobs, Simulator};
+
+/// How to run the demo.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Try the well-known ports (8080 front, 9901 admin, 8081 simulator) before free ones.
+    pub fixed_ports: bool,
+    /// Keep serving after the walk-through until the shutdown future resolves.
+    pub serve: bool,
+    /// ANSI colours; `None` = when stdout is a terminal.
+    pub color: Option<bool>,
+}
+
+/// What the walk-through observed, for tests and for the summary.
+#[derive(Debug, Default, Clone)]
+pub struct DemoReport {
+    pub front: String,
+    pub simulator: String,
+    /// `X-Cache` (or status for the conditional step) of each single-request step, in order.
+    pub states: Vec<String>,
+    pub first_etag: String,
+    pub etag_after_patch: String,
+    pub conditional_status: u16,
+    pub burst_size: usize,
+    pub burst_ok: usize,
+    /// Order GETs the simulator received for the burst.
+    pub burst_upstream_requests: u64,
+    pub direct_ok: usize,
+    pub direct_throttled: usize,
+    pub shielded_ok: usize,
+    pub shielded_upstream_requests: u64,
+}
+
+/// Why the demo could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("start-up: {0}")]
+    Start(#[from] crate::server::StartError),
+    #[error("simulator: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("walk-through request failed: {0}")]
+    Request(String),
+}
+
+const TOKEN: &str = "Bearer demo-token";
+const BUDGET: u32 = 30;
+
+struct Printer<'a> {
+    out: &'a mut dyn Write,
+    color: bool,
+}
+
+impl Printer<'_> {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    fn step(&mut self, n: usize, title: &str) {
+        let line = self.paint("1", &format!("{n}. {title}"));
+        let _ = writeln!(self.out, "\n{line}");
+    }
+
+    fn curl(&mut self, cmd: &str) {
+        let line = self.paint("2", &format!("   $ {cmd}"));
+        let _ = writeln!(self.out, "{line}");
+    }
+
+    fn field(&mut self, name: &str, value: &str) {
+        let value = match value {
+            "HIT" | "REVALIDATED" => self.paint("32", value),
+            "MISS" | "STALE" => self.paint("33", value),
+            "BYPASS" => self.paint("36", value),
+            _ => value.to_owned(),
+        };
+        let _ = writeln!(self.out, "   {name:<18} {value}");
+    }
+
+    fn say(&mut self, text: &str) {
+        let _ = writeln!(self.out, "   {text}");
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned()
+    }
+}
+
+type DemoClient = Client<HttpConnector, Full<Bytes>>;
+
+async fn send(
+    client: &DemoClient,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &'static str,
+) -> Result<Reply, DemoError> {
+    let mut builder = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let request = builder
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .map_err(|e| DemoError::Request(e.to_string()))?;
+    let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))
+        .await
+        .map_err(|_| DemoError::Request(format!("{url}: no answer in 30 s")))?
+        .map_err(|e| DemoError::Request(format!("{url}: {e}")))?;
+    let (parts, body) = response.into_parts();
+    let _ = body.collect().await;
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+    })
+}
+
+async fn bind_simulator(fixed: bool) -> Result<Simulator, DemoError> {
+    let knobs = Knobs {
+        budget_per_minute: BUDGET,
+        ..Knobs::default()
+    };
+    if fixed {
+        if let Ok(sim) =
+            Simulator::start(SocketAddr::from(([127, 0, 0, 1], 8081)), knobs.clone()).await
+        {
+            return Ok(sim);
+        }
+    }
+    Ok(Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), knobs).await?)
+}
+
+async fn bind_gateway(fixed: bool, upstream: &str) -> Result<crate::server::Bound, DemoError> {
+    let config = |front: &str, admin: &str| -> Result<Config, DemoError> {
+        let env = [
+            ("PARTNER_GATEWAY__SERVER__LISTEN", front),
+            ("PARTNER_GATEWAY__ADMIN__LISTEN", admin),
+            ("PARTNER_GATEWAY__UPSTREAM__BASE_URL", upstream),
+            ("PARTNER_GATEWAY__SERVER__SHUTDOWN_GRACE", "5s"),
+        ];
+        Ok(Config::load(&Sources {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Sources::default()
+        })?)
+    };
+    if fixed {
+        if let Ok(bound) = crate::server::bind(config("127.0.0.1:8080", "127.0.0.1:9901")?).await {
+            return Ok(bound);
+        }
+    }
+    Ok(crate::server::bind(config("127.0.0.1:0", "127.0.0.1:0")?).await?)
+}
+
+/// Runs the demo: start, walk through, then serve until `shutdown` (if asked to).
+pub async fn run(
+    options: DemoOptions,
+    out: &mut dyn Write,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<DemoReport, DemoError> {
+    let simulator = bind_simulator(options.fixed_ports).await?;
+    let bound = bind_gateway(options.fixed_ports, &simulator.base_url()).await?;
+    let front = bound.front_addr();
+    let admin = bound.admin_addr();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(bound.serve(async move {
+        let _ = stop_rx.await;
+    }));
+
+    let color = options
+        .color
+        .unwrap_or_else(|| std::io::stdout().is_terminal());
+    let mut p = Printer { out, color };
+    let title = p.paint("1", "partner-gateway demo");
+    let _ = writeln!(
+        p.out,
+        "{title}: a Partner Center simulator and the gateway in front of it"
+    );
+    p.field("gateway (front)", &format!("http://{front}"));
+    p.field("gateway (admin)", &format!("http://{admin}"));
+    p.field("simulator", &simulator.base_url());
+    p.field(
+        "simulator budget",
+        &format!("{BUDGET} requests/minute per token, then 429"),
+    );
+
+    let report = walk_through(&mut p, front, &simulator).await;
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => {
+            let _ = stop_tx.send(());
+            let _ = server.await;
+            return Err(e);
+        }
+    };
+
+    if options.serve {
+        let _ = writeln!(
+            p.out,
+            "\nThe gateway keeps serving at http://{front} (admin http://{admin}); try the curl commands above. Ctrl-C stops it."
+        );
+        let _ = p.out.flush();
+        shutdown.await;
+    }
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    simulator.stop();
+    Ok(report)
+}
+
+async fn walk_through(
+    p: &mut Printer<'_>,
+    front: SocketAddr,
+    simulator: &Simulator,
+) -> Result<DemoReport, DemoError> {
+    let client: DemoClient = Client::builder(TokioExecutor::new()).build_http();
+    let catalog = Simulator::catalog();
+    let (customer, orders) = &catalog[0];
+    let order = &orders[0];
+    let path = format!("/v1/customers/{customer}/orders/{order}");
+    let url = format!("http://{front}{path}");
+    let auth = ("authorization", TOKEN);
+    let mut report = DemoReport {
+        front: format!("http://{front}"),
+        simulator: simulator.base_url(),
+        ..DemoReport::default()
+    };
+    let curl = |extra: &str| format!("curl -si {url} -H 'Authorization: {TOKEN}'{extra}");
+
+    p.step(
+        1,
+        "First GET of an order: the gateway fetches it from Partner Center",
+    );
+    p.curl(&curl(""));
+    let r = send(&client, Method::GET, &url, &[auth], "").await?;
+    p.field("status", &r.status.to_string());
+    p.field("X-Cache", &r.header("x-cache"));
+    p.field("ETag", &r.header("etag"));
+    p.field(
+        "MS-CorrelationId",
+        &format!("{} (generated)", r.header("ms-correlationid")),
+    );
+    p.field(
+        "MS-RequestId",
+        &format!("{} (generated)", r.header("ms-requestid")),
+    );
+    report.states.push(r.header("x-cache"));
+    report.first_etag = r.header("etag");
+
+    p.step(2, "The same GET again: answered from memory");
+    p.curl(&curl(""));
+    let r = send(&client, Method::GET, &url, &[auth], "").await?;
+    p.field("status", &r.status.to_string());
+    p.field("X-Cache", &r.header("x-cache"));
+    p.field("Age", &format!("{} s", r.header("age")));
+    p.field(
+        "MS-CorrelationId",
+        &format!("{} (this request's own)", r.header("ms-correlationid")),
+    );
+    report.states.push(r.header("x-cache"));
+
+    p.step(3, "A conditional GET with the ETag the client already has");
+    let etag = report.first_etag.clone();
+    p.curl(&curl(&format!(" -H 'If-None-Match: {etag}'")));
+    let r = send(
+        &client,
+        Method::GET,
+        &url,
+        &[auth, ("if-none-match", etag.as_str())],
+        "",
+    )
+    .await?;
+    p.field("status", &r.status.to_string());
+    p.field("X-Cache", &r.header("x-cache"));
+    p.say("no body sent: the client's copy is current");
+    report.conditional_status = r.status.as_u16();
+    report.states.push(r.status.as_u16().to_string());
+
+    p.step(
+        4,
+        "A PATCH through the gateway changes the order and invalidates it",
+    );
+    let patch_body = r#"{"status":"cancelled"}"#;
+    p.curl(&format!(
+        "curl -si -X PATCH {url} -H 'Authorization: {TOKEN}' -H 'Content-Type: application/json' -d '{patch_body}'"
+    ));
+    let r = send(
+        &client,
+        Method::PATCH,
+        &url,
+        &[auth, ("content-type", "application/json")],
+        r#"{"status":"cancelled"}"#,
+    )
+    .await?;
+    p.field("status", &r.status.to_string());
+    p.curl(&curl(""));
+    let r = send(&client, Method::GET, &url, &[auth], "").await?;
+    p.field("X-Cache", &r.header("x-cache"));
+    p.field("ETag", &format!("{} (was {etag})", r.header("etag")));
+    report.states.push(r.header("x-cache"));
+    report.etag_after_patch = r.header("etag");
+
+    p.step(
+        5,
+        "A burst of 50 concurrent GETs for an order nobody asked for yet",
+    );
+    let cold = format!(
+        "http://{front}/v1/customers/{customer}/orders/{}",
+        orders[1]
+    );
+    p.curl(&format!(
+        "seq 50 | xargs -P50 -I{{}} curl -s -o /dev/null -w '%{{http_code}} ' {cold} -H 'Authorization: {TOKEN}'"
+    ));
+    let before = simulator.counters.order_gets();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let client = client.clone();
+        let cold = cold.clone();
+        tasks.push(tokio::spawn(async move {
+            send(&client, Method::GET, &cold, &[("authorization", TOKEN)], "").await
+        }));
+    }
+    report.burst_size = tasks.len();
+    for task in tasks {
+        if let Ok(Ok(r)) = task.await {
+            if r.status == StatusCode::OK {
+                report.burst_ok += 1;
+            }
+        }
+    }
+    report.burst_upstream_requests = simulator.counters.order_gets() - before;
+    p.field(
+        "answers 200",
+        &format!("{} of {}", report.burst_ok, report.burst_size),
+    );
+    p.field(
+        "upstream requests",
+        &report.burst_upstream_requests.to_string(),
+    );
+
+    p.step(6, "Throttling: the simulator allows 30 requests/minute per token, like Partner Center's budget");
+    let throttled_token = "Bearer busy-partner";
+    let hot = format!(
+        "http://{front}/v1/customers/{customer}/orders/{}",
+        orders[2]
+    );
+    let direct = format!(
+        "{}/v1/customers/{customer}/orders/{}",
+        simulator.base_url(),
+        orders[2]
+    );
+    // Warm the gateway for this token first, then spend the token's budget directly.
+    send(
+        &client,
+        Method::GET,
+        &hot,
+        &[("authorization", throttled_token)],
+        "",
+    )
+    .await?;
+    p.curl(&format!("for i in $(seq 40); do curl -s -o /dev/null -w '%{{http_code}} ' {direct} -H 'Authorization: {throttled_token}'; done"));
+    for _ in 0..40 {
+        let r = send(
+            &client,
+            Method::GET,
+            &direct,
+            &[("authorization", throttled_token)],
+            "",
+        )
+        .await?;
+        match r.status {
+            StatusCode::OK => report.direct_ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => report.direct_throttled += 1,
+            _ => {}
+        }
+    }
+    p.field(
+        "direct to upstream",
+        &format!(
+            "{} × 200, {} × 429 (Retry-After)",
+            report.direct_ok, report.direct_throttled
+        ),
+    );
+    p.curl(&format!("for i in $(seq 200); do curl -s -o /dev/null -w '%{{http_code}} ' {hot} -H 'Authorization: {throttled_token}'; done"));
+    let before = simulator.counters.requests();
+    for _ in 0..200 {
+        let r = send(
+            &client,
+            Method::GET,
+            &hot,
+            &[("authorization", throttled_token)],
+            "",
+        )
+        .await?;
+        if r.status == StatusCode::OK {
+            report.shielded_ok += 1;
+        }
+    }
+    report.shielded_upstream_requests = simulator.counters.requests() - before;
+    p.field(
+        "through the gateway",
+        &format!("{} × 200 of 200", report.shielded_ok),
+    );
+    p.field(
+        "upstream requests",
+        &report.shielded_upstream_requests.to_string(),
+    );
+    p.say("the cache absorbed the load the upstream was refusing");
+    Ok(report)
+}
+
+/// A shared writer for tests that capture the demo's output.
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

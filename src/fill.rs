@@ -23,6 +23,7 @@ use crate::cacheability::{self, NotStored};
 use crate::config::CacheConfig;
 use crate::error::GatewayError;
 use crate::key::CacheKey;
+use crate::shield::{Refusal, Refused, ScopeKey, Shield};
 use crate::store::{Entry, Store};
 use crate::upstream::Upstream;
 
@@ -35,10 +36,12 @@ pub enum Outcome {
         state: Fetched,
         upstream_status: Option<u16>,
     },
-    /// The upstream failed and the prior entry is still within `stale_if_error`.
+    /// The upstream failed and the prior entry is still within `stale_if_error`, or the shield
+    /// refused the upstream call and a prior entry exists.
     Stale {
         entry: Arc<Entry>,
         upstream_status: Option<u16>,
+        refusal: Option<Refusal>,
     },
     /// An answer that is not stored, passed to every waiter as received.
     Passed {
@@ -51,6 +54,8 @@ pub enum Outcome {
     Oversized(Mutex<Option<Response<Body>>>),
     /// No answer: connect error, timeout, broken response.
     Failed(GatewayError),
+    /// The shield kept the request from the upstream and nothing cached can stand in.
+    Refused(Refused),
 }
 
 /// Which fresh state an entry outcome reports.
@@ -73,6 +78,7 @@ pub struct Fills {
 pub struct FillContext {
     pub store: Arc<Store>,
     pub upstream: Arc<Upstream>,
+    pub shield: Arc<Shield>,
     pub config: Arc<CacheConfig>,
 }
 
@@ -92,6 +98,7 @@ impl Fills {
         ctx: &FillContext,
         key: &CacheKey,
         prior: Option<Arc<Entry>>,
+        scope: ScopeKey,
         build: impl FnOnce() -> Result<Request<Body>, GatewayError>,
     ) -> (SharedOutcome, bool) {
         let mut in_flight = self
@@ -108,7 +115,7 @@ impl Fills {
             let key = key.clone();
             tokio::spawn(async move {
                 let outcome = match request {
-                    Ok(request) => run(&ctx, &key, prior, request).await,
+                    Ok(request) => run(&ctx, &key, prior, scope, request).await,
                     Err(e) => Outcome::Failed(e),
                 };
                 fills
@@ -143,6 +150,7 @@ async fn run(
     ctx: &FillContext,
     key: &CacheKey,
     prior: Option<Arc<Entry>>,
+    scope: ScopeKey,
     mut request: Request<Body>,
 ) -> Outcome {
     let epoch = ctx.store.epoch();
@@ -160,6 +168,19 @@ async fn run(
     if let Some(etag) = prior.as_ref().and_then(|p| p.etag.clone()) {
         request.headers_mut().insert(IF_NONE_MATCH, etag);
     }
+    let admission = match ctx.shield.admit(scope, true).await {
+        Ok(admission) => admission,
+        Err(refused) => {
+            return match prior.filter(|p| !p.is_negative()) {
+                Some(entry) => Outcome::Stale {
+                    entry,
+                    upstream_status: None,
+                    refusal: Some(refused.reason),
+                },
+                None => Outcome::Refused(refused),
+            };
+        }
+    };
     let exchange = async {
         let response = ctx.upstream.send(request).await?;
         read_limited(response, ctx.config.max_entry_bytes).await
@@ -168,6 +189,7 @@ async fn run(
         Ok(read) => read,
         Err(_) => Err(ctx.upstream.timeout_error()),
     };
+    drop(admission);
     let (head, body) = match read {
         Ok(Read::Whole(head, body)) => (head, body),
         Ok(Read::Oversized(response)) => {
@@ -178,6 +200,7 @@ async fn run(
                 Some(entry) => Outcome::Stale {
                     entry,
                     upstream_status: None,
+                    refusal: None,
                 },
                 None => Outcome::Failed(error),
             };
@@ -185,6 +208,9 @@ async fn run(
     };
     let status = head.status;
     let upstream_status = Some(status.as_u16());
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        ctx.shield.open_cooldown(scope, &head.headers);
+    }
 
     if status == StatusCode::NOT_MODIFIED {
         if let Some(prior) = prior.as_ref().filter(|p| p.etag.is_some()) {
@@ -202,6 +228,7 @@ async fn run(
             return Outcome::Stale {
                 entry,
                 upstream_status,
+                refusal: None,
             };
         }
     }

@@ -71,13 +71,16 @@ impl KeyMaker {
         KeyMaker { mode, secret }
     }
 
+    /// A credential's keyed hash: stable within this process, meaningless outside it.
+    pub fn fingerprint(&self, authorization: &HeaderValue) -> [u8; 32] {
+        *blake3::keyed_hash(&self.secret, authorization.as_bytes()).as_bytes()
+    }
+
     /// The partition a credential belongs to.
     pub fn partition(&self, authorization: &HeaderValue) -> PartitionId {
         match self.mode {
             Partition::Shared => PartitionId(None),
-            Partition::Credential => PartitionId(Some(
-                *blake3::keyed_hash(&self.secret, authorization.as_bytes()).as_bytes(),
-            )),
+            Partition::Credential => PartitionId(Some(self.fingerprint(authorization))),
         }
     }
 

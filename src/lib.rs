@@ -11,6 +11,7 @@
 //! - [`order`] — stage 4: answering an order from the cache (lookup, freshness, answer);
 //! - [`conditional`] — `If-None-Match`, `ETag`, `Cache-Control` as pure functions;
 //! - [`fill`] — one coalesced upstream fetch or revalidation per key;
+//! - [`shield`] — the upstream budget: in-flight bound, token bucket, 429 cooldown;
 //! - [`cacheability`] — whether an upstream answer may be stored, and why not;
 //! - [`store`] — the byte-bounded moka cache and its purge index;
 //! - [`forward`] — header hygiene for what crosses the gateway;
@@ -39,6 +40,7 @@ pub mod order;
 pub mod pipeline;
 pub mod route;
 pub mod server;
+pub mod shield;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;

@@ -81,6 +81,7 @@ pub async fn serve(
     };
     let (parts, _body) = request.into_parts();
     let head_only = parts.method == Method::HEAD;
+    let scope = gateway.shield.scope_of(&gateway.keys, &parts.headers);
 
     let now = Instant::now();
     let entry = gateway.store.get(&key).await;
@@ -116,6 +117,7 @@ pub async fn serve(
                         &gateway.fill_context,
                         &key,
                         Some(entry.clone()),
+                        scope,
                         || fill_request(gateway, &parts, correlation),
                     );
                 }
@@ -138,7 +140,7 @@ pub async fn serve(
     let (outcome, _joined) =
         gateway
             .fills
-            .start_or_join(&gateway.fill_context, &key, prior, || {
+            .start_or_join(&gateway.fill_context, &key, prior, scope, || {
                 fill_request(gateway, &parts, correlation)
             });
     let outcome = outcome.await;
@@ -162,8 +164,10 @@ pub async fn serve(
         Outcome::Stale {
             entry,
             upstream_status,
+            refusal,
         } => {
             note.upstream_status = *upstream_status;
+            note.shield = *refusal;
             Ok(answer(
                 entry,
                 CacheState::Stale,
@@ -210,15 +214,9 @@ pub async fn serve(
                 }
                 // Someone else is streaming the one oversized answer; fetch our own copy.
                 None => {
-                    let request = forward::upstream_request(
-                        &parts,
-                        Body::empty(),
-                        correlation,
-                        &gateway.upstream,
-                    )?;
-                    let response = gateway.upstream.send(request).await?;
-                    note.upstream_status = Some(response.status().as_u16());
-                    let mut response = forward::client_response(response, correlation);
+                    let mut response = gateway
+                        .forward_parts(&parts, Body::empty(), true, correlation, note)
+                        .await?;
                     note.cache = Some(CacheState::Miss.as_str());
                     response
                         .headers_mut()
@@ -228,6 +226,10 @@ pub async fn serve(
             }
         }
         Outcome::Failed(error) => Err(error.clone()),
+        Outcome::Refused(refused) => {
+            note.shield = Some(refused.reason);
+            Err(refused.error.clone())
+        }
     }
 }
 
@@ -238,7 +240,7 @@ async fn bypass(
     correlation: &Correlation,
     note: &mut Note,
 ) -> Result<Response<Body>, GatewayError> {
-    let mut response = gateway.forward(request, correlation, note).await?;
+    let mut response = gateway.forward(request, true, correlation, note).await?;
     response
         .headers_mut()
         .insert(&X_CACHE, CacheState::Bypass.header());

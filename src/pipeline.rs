@@ -24,6 +24,7 @@ use crate::forward;
 use crate::key::KeyMaker;
 use crate::order;
 use crate::route::{self, Route};
+use crate::shield::{Refusal, Shield};
 use crate::store::Store;
 use crate::upstream::{Upstream, UpstreamSetupError};
 
@@ -35,6 +36,7 @@ pub struct Gateway {
     pub store: Arc<Store>,
     pub fills: Arc<Fills>,
     pub fill_context: FillContext,
+    pub shield: Arc<Shield>,
     draining: AtomicBool,
 }
 
@@ -45,6 +47,8 @@ pub struct Note {
     pub upstream_status: Option<u16>,
     /// The `X-Cache` value sent, if any.
     pub cache: Option<&'static str>,
+    /// Why the shield refused this request's upstream call, if it did.
+    pub shield: Option<Refusal>,
 }
 
 impl Gateway {
@@ -52,12 +56,15 @@ impl Gateway {
     pub fn new(config: Config) -> Result<Arc<Gateway>, UpstreamSetupError> {
         let upstream = Arc::new(Upstream::new(&config.upstream)?);
         let store = Arc::new(Store::new(&config.cache));
+        let shield = Arc::new(Shield::new(&config.upstream));
         let fill_context = FillContext {
             store: store.clone(),
             upstream: upstream.clone(),
+            shield: shield.clone(),
             config: Arc::new(config.cache.clone()),
         };
         Ok(Arc::new(Gateway {
+            shield,
             keys: KeyMaker::new(config.cache.partition),
             config,
             upstream,
@@ -129,23 +136,48 @@ impl Gateway {
         match route {
             Route::InvalidId(field) => Err(GatewayError::InvalidIdentifier(field)),
             Route::Order(order) => order::serve(self, request, order, correlation, note).await,
-            Route::Forward => self.forward(request, correlation, note).await,
+            Route::Forward => self.forward(request, false, correlation, note).await,
         }
     }
 
-    /// Sends a request upstream as it came and streams the answer back. A successful unsafe
-    /// request on an order (or below it) drops that order's entries (RFC 9111 §4.4).
+    /// Sends a request upstream as it came and streams the answer back, through the shield
+    /// (`order`: an order-by-ID request, which the cooldown applies to and a 429 opens one).
+    /// A successful unsafe request on an order (or below it) drops that order's entries
+    /// (RFC 9111 §4.4).
     pub async fn forward(
         &self,
         request: Request<Incoming>,
+        order: bool,
         correlation: &Correlation,
         note: &mut Note,
     ) -> Result<Response<Body>, GatewayError> {
         let (parts, body) = request.into_parts();
-        let upstream_request =
-            forward::upstream_request(&parts, Body::from(body), correlation, &self.upstream)?;
-        let response = self.upstream.send(upstream_request).await?;
+        self.forward_parts(&parts, Body::from(body), order, correlation, note)
+            .await
+    }
+
+    /// [`Gateway::forward`] for a request already taken apart.
+    pub async fn forward_parts(
+        &self,
+        parts: &http::request::Parts,
+        body: Body,
+        order: bool,
+        correlation: &Correlation,
+        note: &mut Note,
+    ) -> Result<Response<Body>, GatewayError> {
+        let scope = self.shield.scope_of(&self.keys, &parts.headers);
+        let admission = self.shield.admit(scope, order).await.map_err(|refused| {
+            note.shield = Some(refused.reason);
+            refused.error
+        })?;
+        let upstream_request = forward::upstream_request(parts, body, correlation, &self.upstream)?;
+        let response = self.upstream.send(upstream_request).await;
+        drop(admission);
+        let response = response?;
         note.upstream_status = Some(response.status().as_u16());
+        if order && response.status() == http::StatusCode::TOO_MANY_REQUESTS {
+            self.shield.open_cooldown(scope, response.headers());
+        }
         if response.status().is_success() && !is_safe(&parts.method) {
             if let Some(order) = route::order_at_or_below(parts.uri.path()) {
                 let purged = self.store.purge_order(order).await;
@@ -195,6 +227,7 @@ fn access_log(
         status = response.status().as_u16(),
         cache = note.cache,
         upstream_status = note.upstream_status,
+        shield = note.shield.map(Refusal::as_str),
         latency_ms,
         correlation_id = correlation.correlation_str(),
         request_id = correlation.request_str(),

@@ -247,7 +247,6 @@ async fn stale_is_served_when_the_upstream_fails_within_stale_if_error() {
     for (mode, delay) in [
         (Mode::Status(500), Duration::ZERO),
         (Mode::Status(503), Duration::ZERO),
-        (Mode::Status(429), Duration::ZERO),
         (Mode::Reset, Duration::ZERO),
         (Mode::Normal, Duration::from_secs(3)),
     ] {

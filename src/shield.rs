@@ -1,0 +1,289 @@
+//! The rate-limit shield (SPEC §6): keeps the upstream under its budget while clients keep
+//! getting answers.
+//!
+//! Three guards stand before every upstream request — fills, revalidations and forwards alike:
+//! an upstream-429 cooldown (order-by-ID requests only), a bound on concurrent upstream requests
+//! (`max_in_flight`, waiting at most `queue_timeout`), and a token bucket (`governor`), one
+//! globally or one per credential. A refused request is answered stale by the caller when it
+//! can be, else with a local 429 carrying `Retry-After`. Cache hits never come here.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
+use http::header::{HeaderMap, RETRY_AFTER};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::{Scope, UpstreamConfig};
+use crate::error::GatewayError;
+use crate::key::KeyMaker;
+
+/// The longest cooldown an upstream `Retry-After` can impose (SPEC §6).
+pub const MAX_COOLDOWN: Duration = Duration::from_secs(300);
+
+/// Who shares a bucket and a cooldown: everybody (global scope), one credential, or every
+/// caller without `Authorization` together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ScopeKey(Option<[u8; 32]>);
+
+/// Why the shield refused a request (the `reason` of logs and metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Budget,
+    InFlight,
+    Cooldown,
+}
+
+impl Refusal {
+    /// Label for logs and `partner_gateway_shield_rejections_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Budget => "budget",
+            Refusal::InFlight => "in_flight",
+            Refusal::Cooldown => "cooldown",
+        }
+    }
+}
+
+/// A refusal and the answer that goes with it.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub reason: Refusal,
+    pub error: GatewayError,
+}
+
+enum Bucket {
+    Off,
+    Global(DefaultDirectRateLimiter),
+    PerCredential(DefaultKeyedRateLimiter<ScopeKey>),
+}
+
+/// Permission to send one upstream request; the in-flight slot is freed when it is dropped.
+pub struct Admission {
+    _slot: OwnedSemaphorePermit,
+    in_flight: Arc<AtomicU64>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The process's shield.
+pub struct Shield {
+    scope: Scope,
+    slots: Arc<Semaphore>,
+    queue_timeout: Duration,
+    bucket: Bucket,
+    cooldowns: Mutex<HashMap<ScopeKey, Instant>>,
+    checks: AtomicU64,
+    in_flight: Arc<AtomicU64>,
+}
+
+impl Shield {
+    /// Builds the guards from validated config.
+    pub fn new(config: &UpstreamConfig) -> Shield {
+        let bucket = match NonZeroU32::new(config.rate_limit_rps) {
+            None => Bucket::Off,
+            Some(rps) => {
+                let burst = NonZeroU32::new(config.rate_limit_burst).unwrap_or(rps);
+                let quota = Quota::per_second(rps).allow_burst(burst);
+                match config.rate_limit_scope {
+                    Scope::Global => Bucket::Global(governor::RateLimiter::direct(quota)),
+                    Scope::Credential => Bucket::PerCredential(governor::RateLimiter::keyed(quota)),
+                }
+            }
+        };
+        Shield {
+            scope: config.rate_limit_scope,
+            slots: Arc::new(Semaphore::new(config.max_in_flight)),
+            queue_timeout: config.queue_timeout,
+            bucket,
+            cooldowns: Mutex::new(HashMap::new()),
+            checks: AtomicU64::new(0),
+            in_flight: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The scope of a request, from its `Authorization` header.
+    pub fn scope_of(&self, keys: &KeyMaker, headers: &HeaderMap) -> ScopeKey {
+        match self.scope {
+            Scope::Global => ScopeKey(None),
+            Scope::Credential => ScopeKey(
+                headers
+                    .get(http::header::AUTHORIZATION)
+                    .map(|v| keys.fingerprint(v)),
+            ),
+        }
+    }
+
+    /// Upstream requests in flight now.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Time left in the scope's cooldown, if one is open.
+    pub fn cooldown_left(&self, scope: ScopeKey) -> Option<Duration> {
+        let mut cooldowns = self
+            .cooldowns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let until = *cooldowns.get(&scope)?;
+        let now = Instant::now();
+        if until <= now {
+            cooldowns.remove(&scope);
+            return None;
+        }
+        Some(until - now)
+    }
+
+    /// Opens (or extends) the scope's cooldown after an upstream 429 to an order-by-ID request.
+    pub fn open_cooldown(&self, scope: ScopeKey, headers: &HeaderMap) -> Duration {
+        let length = retry_after(headers, SystemTime::now());
+        let until = Instant::now() + length;
+        let mut cooldowns = self
+            .cooldowns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let slot = cooldowns.entry(scope).or_insert(until);
+        *slot = (*slot).max(until);
+        tracing::warn!(
+            cooldown_ms = length.as_millis() as u64,
+            "upstream answered 429; cooldown opened"
+        );
+        length
+    }
+
+    /// Asks for one upstream request. `order` requests respect the cooldown; forwarded ones
+    /// do not (SPEC §6).
+    pub async fn admit(&self, scope: ScopeKey, order: bool) -> Result<Admission, Refused> {
+        if order {
+            if let Some(left) = self.cooldown_left(scope) {
+                return Err(Refused {
+                    reason: Refusal::Cooldown,
+                    error: GatewayError::UpstreamThrottled {
+                        retry_after: ceil_secs(left),
+                    },
+                });
+            }
+        }
+        let slot = match tokio::time::timeout(
+            self.queue_timeout,
+            self.slots.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(slot)) => slot,
+            _ => {
+                return Err(Refused {
+                    reason: Refusal::InFlight,
+                    error: GatewayError::GatewayRateLimited { retry_after: 1 },
+                })
+            }
+        };
+        // The token is taken only by a request that really goes upstream now.
+        if let Err(wait) = self.take_token(scope) {
+            return Err(Refused {
+                reason: Refusal::Budget,
+                error: GatewayError::GatewayRateLimited {
+                    retry_after: ceil_secs(wait),
+                },
+            });
+        }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Ok(Admission {
+            _slot: slot,
+            in_flight: self.in_flight.clone(),
+        })
+    }
+
+    fn take_token(&self, scope: ScopeKey) -> Result<(), Duration> {
+        let clock = DefaultClock::default();
+        match &self.bucket {
+            Bucket::Off => Ok(()),
+            Bucket::Global(limiter) => limiter
+                .check()
+                .map_err(|not_until| not_until.wait_time_from(clock.now())),
+            Bucket::PerCredential(limiter) => {
+                // Forget idle credentials now and then so the key map stays small.
+                if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+                    limiter.retain_recent();
+                    limiter.shrink_to_fit();
+                }
+                limiter
+                    .check_key(&scope)
+                    .map_err(|not_until| not_until.wait_time_from(clock.now()))
+            }
+        }
+    }
+}
+
+/// Whole seconds, rounded up, at least 1: what `Retry-After` says.
+fn ceil_secs(d: Duration) -> u64 {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+/// The cooldown an upstream `Retry-After` asks for (SPEC §6): delta-seconds or an HTTP-date;
+/// absent, unparsable, zero or past means 1 s; capped at [`MAX_COOLDOWN`].
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Duration {
+    const DEFAULT: Duration = Duration::from_secs(1);
+    let Some(text) = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()) else {
+        return DEFAULT;
+    };
+    let text = text.trim();
+    let wait = if let Ok(secs) = text.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else if let Ok(at) = httpdate::parse_http_date(text) {
+        at.duration_since(now).unwrap_or(Duration::ZERO)
+    } else {
+        return DEFAULT;
+    };
+    if wait.is_zero() {
+        DEFAULT
+    } else {
+        wait.min(MAX_COOLDOWN)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn with(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_str(value).expect("value"));
+        h
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let s = Duration::from_secs;
+        assert_eq!(retry_after(&HeaderMap::new(), now), s(1));
+        assert_eq!(retry_after(&with("2"), now), s(2));
+        assert_eq!(retry_after(&with(" 57 "), now), s(57));
+        assert_eq!(retry_after(&with("0"), now), s(1));
+        assert_eq!(retry_after(&with("soon"), now), s(1));
+        assert_eq!(retry_after(&with("-3"), now), s(1));
+        assert_eq!(retry_after(&with("100000"), now), MAX_COOLDOWN);
+        let later = httpdate::fmt_http_date(now + s(30));
+        assert_eq!(retry_after(&with(&later), now), s(30));
+        let past = httpdate::fmt_http_date(now - s(30));
+        assert_eq!(retry_after(&with(&past), now), s(1));
+    }
+
+    #[test]
+    fn rounding() {
+        assert_eq!(ceil_secs(Duration::from_millis(1)), 1);
+        assert_eq!(ceil_secs(Duration::from_millis(1001)), 2);
+        assert_eq!(ceil_secs(Duration::from_secs(2)), 2);
+        assert_eq!(ceil_secs(Duration::ZERO), 1);
+    }
+}

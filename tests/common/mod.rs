@@ -318,6 +318,8 @@ pub struct OrderUpstream {
     arrivals: Arc<tokio::sync::Notify>,
     tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
     pub last_headers: Arc<std::sync::Mutex<Option<HeaderMap>>>,
+    /// Requests being answered now, and the most ever at once.
+    pub concurrency: ConcurrencyCounter,
 }
 
 impl OrderUpstream {
@@ -340,6 +342,8 @@ impl OrderUpstream {
         let arrivals = Arc::new(tokio::sync::Notify::new());
         let tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let last_headers: Arc<std::sync::Mutex<Option<HeaderMap>>> = Arc::default();
+        let concurrency: ConcurrencyCounter = Arc::default();
+        let cc = concurrency.clone();
         let (s, h, ih, ar, t, lh) = (
             state.clone(),
             hits.clone(),
@@ -354,11 +358,14 @@ impl OrderUpstream {
                     return;
                 };
                 let (s, h, ih, ar, lh) = (s.clone(), h.clone(), ih.clone(), ar.clone(), lh.clone());
+                let cc = cc.clone();
                 let conn = tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let (s, h, ih, ar, lh) =
                             (s.clone(), h.clone(), ih.clone(), ar.clone(), lh.clone());
+                        let cc = cc.clone();
                         async move {
+                            let _leave = Concurrent::enter(cc);
                             h.fetch_add(1, Ordering::SeqCst);
                             *lh.lock().expect("lock") = Some(req.headers().clone());
                             ar.notify_waiters();
@@ -425,7 +432,13 @@ impl OrderUpstream {
             arrivals,
             tasks,
             last_headers,
+            concurrency,
         }
+    }
+
+    /// The most requests the upstream was answering at the same time.
+    pub fn max_concurrency(&self) -> usize {
+        self.concurrency.1.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn hits(&self) -> usize {
@@ -490,5 +503,28 @@ impl OrderUpstream {
         for task in tasks {
             let _ = task.await;
         }
+    }
+}
+
+type ConcurrencyCounter = Arc<(
+    std::sync::atomic::AtomicUsize,
+    std::sync::atomic::AtomicUsize,
+)>;
+
+/// Counts one request in a [`ConcurrencyCounter`] while it lives.
+struct Concurrent(ConcurrencyCounter);
+
+impl Concurrent {
+    fn enter(counter: ConcurrencyCounter) -> Concurrent {
+        use std::sync::atomic::Ordering;
+        let now = counter.0.fetch_add(1, Ordering::SeqCst) + 1;
+        counter.1.fetch_max(now, Ordering::SeqCst);
+        Concurrent(counter)
+    }
+}
+
+impl Drop for Concurrent {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }

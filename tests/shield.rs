@@ -1,0 +1,316 @@
+//! The rate-limit shield from outside (SPEC §6).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::StatusCode;
+
+fn order_url(gw: &TestGateway, order: &str) -> String {
+    gw.url(&order_path(CUSTOMER, order))
+}
+
+fn new_order() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+async fn get(gw: &TestGateway, order: &str, token: &str) -> Reply {
+    let mut headers = vec![];
+    if !token.is_empty() {
+        headers.push(("authorization", token));
+    }
+    TestClient::http1()
+        .get(&order_url(gw, order), &headers)
+        .await
+}
+
+fn retry_after(reply: &Reply) -> u64 {
+    reply
+        .header("retry-after")
+        .unwrap_or_else(|| panic!("Retry-After on {:?}", reply.status))
+        .parse()
+        .expect("delta-seconds")
+}
+
+#[tokio::test]
+async fn a_burst_over_cold_orders_stays_within_the_token_bucket() {
+    let up = OrderUpstream::start().await;
+    let gw = TestGateway::with(&up.base_url, &[("upstream.rate_limit_rps", "10")]).await;
+    let orders: Vec<String> = (0..100).map(|_| new_order()).collect();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let url = order_url(&gw, &orders[i % 100]);
+        tasks.push(tokio::spawn(async move {
+            TestClient::http1()
+                .get(&url, &[("authorization", "Bearer t")])
+                .await
+        }));
+    }
+    let (mut ok, mut limited) = (0, 0);
+    for task in tasks {
+        let reply = task.await.expect("task");
+        match reply.status {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert!(retry_after(&reply) >= 1);
+                assert_eq!(reply.json()["errorName"], "GatewayRateLimited");
+                limited += 1;
+            }
+            other => panic!("unexpected {other}: {:?}", reply.body),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // Burst of 10 plus 10 per second of elapsed time, plus one for rounding.
+    let allowed = 10.0 + 10.0 * elapsed + 1.0;
+    assert!(
+        (up.hits() as f64) <= allowed,
+        "{} upstream requests in {elapsed:.2}s",
+        up.hits()
+    );
+    assert!(limited > 0 && ok > 0, "ok {ok}, limited {limited}");
+    gw.stop().await;
+}
+
+/// Runs `attempt` until it reports it ran fast enough for its timing premise (bounded).
+async fn within_one_second<F, Fut>(mut attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..5 {
+        if attempt().await {
+            return;
+        }
+    }
+    panic!("the machine was too slow five times in a row for a 1 s refill window");
+}
+
+#[tokio::test]
+async fn hits_and_stale_answers_spend_no_tokens() {
+    within_one_second(|| async {
+        let up = OrderUpstream::start().await;
+        let gw = TestGateway::with(
+            &up.base_url,
+            &[
+                ("upstream.rate_limit_rps", "1"),
+                ("upstream.rate_limit_burst", "2"),
+                ("cache.ttl", "100ms"),
+                ("cache.stale_while_revalidate", "30s"),
+            ],
+        )
+        .await;
+        let (a, b) = (new_order(), new_order());
+        let started = Instant::now();
+        assert_eq!(get(&gw, &a, "Bearer t").await.status, StatusCode::OK);
+        assert_eq!(get(&gw, &b, "Bearer t").await.status, StatusCode::OK);
+        // The bucket is empty now; hits still answer.
+        for _ in 0..30 {
+            let reply = get(&gw, &b, "Bearer t").await;
+            assert_eq!(reply.status, StatusCode::OK);
+            assert_eq!(reply.header("x-cache"), Some("HIT"));
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // A is stale: served at once, its refresh refused by the empty bucket.
+        let stale = get(&gw, &a, "Bearer t").await;
+        assert_eq!(stale.status, StatusCode::OK);
+        assert_eq!(stale.header("x-cache"), Some("STALE"));
+        let cold = get(&gw, &new_order(), "Bearer t").await;
+        let fast = started.elapsed() < Duration::from_millis(900);
+        if fast {
+            assert_eq!(cold.status, StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(cold.json()["errorName"], "GatewayRateLimited");
+            assert!(retry_after(&cold) >= 1);
+            assert_eq!(up.hits(), 2);
+        }
+        gw.stop().await;
+        fast
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn upstream_429_opens_a_cooldown_in_its_scope() {
+    let up = OrderUpstream::start().await;
+    let gw = TestGateway::with(
+        &up.base_url,
+        &[
+            ("cache.ttl", "100ms"),
+            ("cache.stale_while_revalidate", "0s"),
+        ],
+    )
+    .await;
+    let stale_order = new_order();
+    assert_eq!(
+        get(&gw, &stale_order, "Bearer t").await.status,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    up.set_mode(Mode::Status(429));
+    up.add_header("retry-after", "2");
+    let drawn = get(&gw, &new_order(), "Bearer t").await;
+    // The request that drew the 429 gets it as received.
+    assert_eq!(drawn.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(drawn.header("retry-after"), Some("2"));
+    assert!(String::from_utf8_lossy(&drawn.body).contains("simulated"));
+    let hits = up.hits();
+    up.set_mode(Mode::Normal);
+
+    // During the cooldown: a cold key gets a local 429, the upstream is not contacted...
+    let cold_order = new_order();
+    let local = get(&gw, &cold_order, "Bearer t").await;
+    assert_eq!(local.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(local.json()["errorName"], "UpstreamThrottled");
+    let wait = retry_after(&local);
+    assert!((1..=2).contains(&wait), "{wait}");
+    // ...also for an order request that would bypass the cache...
+    let anonymous = get(&gw, &new_order(), "").await;
+    assert_eq!(anonymous.json()["errorName"], "UpstreamThrottled");
+    // ...an expired entry is served stale...
+    let stale = get(&gw, &stale_order, "Bearer t").await;
+    assert_eq!(stale.status, StatusCode::OK);
+    assert_eq!(stale.header("x-cache"), Some("STALE"));
+    assert_eq!(up.hits(), hits);
+    // ...and forwarded (non-order) requests are not affected.
+    let other = TestClient::http1()
+        .get(
+            &gw.url("/v1/customers/x/subscriptions"),
+            &[("authorization", "Bearer t")],
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert_eq!(up.hits(), hits + 1);
+
+    // After the cooldown the upstream is used again.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let after = get(&gw, &cold_order, "Bearer t").await;
+    assert_eq!(after.status, StatusCode::OK);
+    assert_eq!(after.header("x-cache"), Some("MISS"));
+    assert_eq!(up.hits(), hits + 2);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn http_date_retry_after_sets_the_cooldown() {
+    let up = OrderUpstream::start().await;
+    let gw = TestGateway::with(&up.base_url, &[]).await;
+    up.set_mode(Mode::Status(429));
+    let at = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(4));
+    up.add_header("retry-after", &at);
+    assert_eq!(
+        get(&gw, &new_order(), "Bearer t").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let local = get(&gw, &new_order(), "Bearer t").await;
+    assert_eq!(local.json()["errorName"], "UpstreamThrottled");
+    let wait = retry_after(&local);
+    assert!((2..=4).contains(&wait), "{wait}");
+    assert_eq!(up.hits(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn credential_scope_keeps_tokens_apart() {
+    within_one_second(|| async {
+        let up = OrderUpstream::start().await;
+        let gw = TestGateway::with(
+            &up.base_url,
+            &[
+                ("upstream.rate_limit_rps", "1"),
+                ("upstream.rate_limit_burst", "2"),
+                ("upstream.rate_limit_scope", "credential"),
+            ],
+        )
+        .await;
+        let started = Instant::now();
+        for _ in 0..2 {
+            assert_eq!(
+                get(&gw, &new_order(), "Bearer a").await.status,
+                StatusCode::OK
+            );
+        }
+        let a = get(&gw, &new_order(), "Bearer a").await;
+        let b = get(&gw, &new_order(), "Bearer b").await;
+        let fast = started.elapsed() < Duration::from_millis(900);
+        if fast {
+            assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(a.json()["errorName"], "GatewayRateLimited");
+            assert_eq!(b.status, StatusCode::OK);
+        }
+        gw.stop().await;
+        fast
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cooldowns_are_per_credential_in_credential_scope() {
+    let up = OrderUpstream::start().await;
+    let gw = TestGateway::with(&up.base_url, &[("upstream.rate_limit_scope", "credential")]).await;
+    up.set_mode(Mode::Status(429));
+    up.add_header("retry-after", "30");
+    assert_eq!(
+        get(&gw, &new_order(), "Bearer a").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    up.set_mode(Mode::Normal);
+    let a = get(&gw, &new_order(), "Bearer a").await;
+    assert_eq!(a.json()["errorName"], "UpstreamThrottled");
+    let b = get(&gw, &new_order(), "Bearer b").await;
+    assert_eq!(b.status, StatusCode::OK);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn max_in_flight_bounds_upstream_concurrency() {
+    let up = OrderUpstream::start().await;
+    up.set_delay(Duration::from_millis(150));
+    let gw = TestGateway::with(
+        &up.base_url,
+        &[
+            ("upstream.max_in_flight", "2"),
+            ("upstream.queue_timeout", "20s"),
+        ],
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let url = order_url(&gw, &new_order());
+        tasks.push(tokio::spawn(async move {
+            TestClient::http1()
+                .get(&url, &[("authorization", "Bearer t")])
+                .await
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.expect("task").status, StatusCode::OK);
+    }
+    assert_eq!(up.hits(), 10);
+    assert_eq!(up.max_concurrency(), 2);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn waiting_longer_than_queue_timeout_is_a_429() {
+    let held = HeldUpstream::start().await;
+    let gw = TestGateway::with(
+        &held.base_url,
+        &[
+            ("upstream.max_in_flight", "1"),
+            ("upstream.queue_timeout", "100ms"),
+        ],
+    )
+    .await;
+    let url = gw.url("/v1/slow");
+    let first = tokio::spawn(async move { TestClient::http1().get(&url, &[]).await });
+    held.arrived().await;
+    let second = get(&gw, &new_order(), "Bearer t").await;
+    assert_eq!(second.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(second.json()["errorName"], "GatewayRateLimited");
+    assert!(retry_after(&second) >= 1);
+    held.release();
+    assert_eq!(first.await.expect("task").status, StatusCode::OK);
+    gw.stop().await;
+}

@@ -59,6 +59,11 @@ pub async fn stopped(flag: &mut watch::Receiver<bool>) {
 /// Routes one admin request.
 pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path();
+    match (request.method(), path) {
+        (&Method::GET, "/metrics") => return metrics(gateway).await,
+        (&Method::GET, "/cache/stats") => return stats(gateway).await,
+        _ => {}
+    }
     if path == "/cache" || path.starts_with("/cache/") {
         return cache_admin(gateway, request.method(), path).await;
     }
@@ -69,12 +74,58 @@ pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<B
             r#"{"status":"draining"}"#.to_owned(),
         ),
         (&Method::GET, "/readyz") => json(StatusCode::OK, r#"{"status":"ready"}"#.to_owned()),
-        (_, "/healthz" | "/readyz") => json(
+        (_, "/healthz" | "/readyz" | "/metrics") => json(
             StatusCode::METHOD_NOT_ALLOWED,
             r#"{"error":"method not allowed"}"#.to_owned(),
         ),
         _ => json(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#.to_owned()),
     }
+}
+
+/// `GET /metrics`: the Prometheus text format, cache gauges current as of this scrape.
+async fn metrics(gateway: &Gateway) -> Response<Body> {
+    let (entries, bytes) = gateway.store.usage().await;
+    let mut response = Response::new(Body::full(gateway.metrics.render(entries, bytes)));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `GET /cache/stats`: what is in the cache and how it has been used since start.
+async fn stats(gateway: &Gateway) -> Response<Body> {
+    let (entries, bytes) = gateway.store.usage().await;
+    let outcomes = gateway.metrics.outcomes();
+    let count = |label: &str| {
+        outcomes
+            .iter()
+            .find(|(l, _)| *l == label)
+            .map_or(0, |(_, n)| *n)
+    };
+    let from_memory = count("HIT") + count("STALE");
+    let eligible = from_memory + count("MISS") + count("REVALIDATED");
+    let hit_ratio = if eligible == 0 {
+        0.0
+    } else {
+        from_memory as f64 / eligible as f64
+    };
+    let by_outcome: serde_json::Map<String, serde_json::Value> = outcomes
+        .iter()
+        .filter(|(label, _)| *label != "none")
+        .map(|(label, n)| ((*label).to_owned(), serde_json::Value::from(*n)))
+        .collect();
+    let body = serde_json::json!({
+        "entries": entries,
+        "bytes": bytes,
+        "max_bytes": gateway.config.cache.max_bytes,
+        "hit_ratio": hit_ratio,
+        "outcomes": by_outcome,
+        "fills_in_progress": gateway.fills.in_progress(),
+    });
+    json(StatusCode::OK, body.to_string())
 }
 
 /// `DELETE /cache`, `/cache/customers/{c}`, `/cache/customers/{c}/orders/{o}` (SPEC §4.4).

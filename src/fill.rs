@@ -23,6 +23,7 @@ use crate::cacheability::{self, NotStored};
 use crate::config::CacheConfig;
 use crate::error::GatewayError;
 use crate::key::CacheKey;
+use crate::metrics::Metrics;
 use crate::shield::{Refusal, Refused, ScopeKey, Shield};
 use crate::store::{Entry, Store};
 use crate::upstream::Upstream;
@@ -80,6 +81,7 @@ pub struct FillContext {
     pub upstream: Arc<Upstream>,
     pub shield: Arc<Shield>,
     pub config: Arc<CacheConfig>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for Fills {
@@ -193,6 +195,7 @@ async fn run(
     let (head, body) = match read {
         Ok(Read::Whole(head, body)) => (head, body),
         Ok(Read::Oversized(response)) => {
+            ctx.metrics.not_stored(NotStored::TooLarge);
             return Outcome::Oversized(Mutex::new(Some(response)));
         }
         Err(error) => {
@@ -225,6 +228,7 @@ async fn run(
     }
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         if let Some(entry) = usable_for_error(ctx, prior.clone()) {
+            ctx.metrics.not_stored(NotStored::Status);
             return Outcome::Stale {
                 entry,
                 upstream_status,
@@ -282,6 +286,7 @@ async fn run(
             }
         }
         Err(reason) => {
+            ctx.metrics.not_stored(reason);
             tracing::info!(
                 reason = reason.as_str(),
                 status = status.as_u16(),

@@ -19,6 +19,7 @@
 //! - [`body`] — the body type streamed or held in memory;
 //! - [`error`] — everything that can go wrong, and the one place it becomes a response;
 //! - [`admin`] — probes and administration on their own port;
+//! - [`metrics`] — Prometheus counters, gauges and histograms;
 //! - [`telemetry`] — structured logs;
 //! - [`cli`] — the command line the thin binary runs;
 //! - [`simulate`] — an in-process Partner Center stand-in for the demo, tests and benchmarks;
@@ -36,6 +37,7 @@ pub mod error;
 pub mod fill;
 pub mod forward;
 pub mod key;
+pub mod metrics;
 pub mod order;
 pub mod pipeline;
 pub mod route;

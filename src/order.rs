@@ -137,12 +137,15 @@ pub async fn serve(
     }
 
     let prior = entry.filter(|e| !e.is_negative());
-    let (outcome, _joined) =
+    let (outcome, joined) =
         gateway
             .fills
             .start_or_join(&gateway.fill_context, &key, prior, scope, || {
                 fill_request(gateway, &parts, correlation)
             });
+    if joined {
+        gateway.metrics.coalesced_wait();
+    }
     let outcome = outcome.await;
     let now = Instant::now();
     match &*outcome {

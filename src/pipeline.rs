@@ -22,6 +22,7 @@ use crate::error::GatewayError;
 use crate::fill::{FillContext, Fills};
 use crate::forward;
 use crate::key::KeyMaker;
+use crate::metrics::Metrics;
 use crate::order;
 use crate::route::{self, Route};
 use crate::shield::{Refusal, Shield};
@@ -37,6 +38,7 @@ pub struct Gateway {
     pub fills: Arc<Fills>,
     pub fill_context: FillContext,
     pub shield: Arc<Shield>,
+    pub metrics: Arc<Metrics>,
     draining: AtomicBool,
 }
 
@@ -54,17 +56,20 @@ pub struct Note {
 impl Gateway {
     /// Builds the shared state; fails only on unusable TLS material.
     pub fn new(config: Config) -> Result<Arc<Gateway>, UpstreamSetupError> {
-        let upstream = Arc::new(Upstream::new(&config.upstream)?);
-        let store = Arc::new(Store::new(&config.cache));
-        let shield = Arc::new(Shield::new(&config.upstream));
+        let metrics = Arc::new(Metrics::new());
+        let upstream = Arc::new(Upstream::new(&config.upstream, metrics.clone())?);
+        let store = Arc::new(Store::new(&config.cache, metrics.clone()));
+        let shield = Arc::new(Shield::new(&config.upstream, metrics.clone()));
         let fill_context = FillContext {
             store: store.clone(),
             upstream: upstream.clone(),
             shield: shield.clone(),
             config: Arc::new(config.cache.clone()),
+            metrics: metrics.clone(),
         };
         Ok(Arc::new(Gateway {
             shield,
+            metrics,
             keys: KeyMaker::new(config.cache.partition),
             config,
             upstream,
@@ -112,6 +117,12 @@ impl Gateway {
                 error.into_response(&correlation)
             }
         };
+        self.metrics.request(
+            route.label(),
+            response.status().as_u16(),
+            note.cache,
+            started.elapsed(),
+        );
         let _entered = span.enter();
         access_log(
             &method,

@@ -21,6 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::config::{Scope, UpstreamConfig};
 use crate::error::GatewayError;
 use crate::key::KeyMaker;
+use crate::metrics::Metrics;
 
 /// The longest cooldown an upstream `Retry-After` can impose (SPEC §6).
 pub const MAX_COOLDOWN: Duration = Duration::from_secs(300);
@@ -65,12 +66,12 @@ enum Bucket {
 /// Permission to send one upstream request; the in-flight slot is freed when it is dropped.
 pub struct Admission {
     _slot: OwnedSemaphorePermit,
-    in_flight: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.in_flight(-1.0);
     }
 }
 
@@ -82,12 +83,12 @@ pub struct Shield {
     bucket: Bucket,
     cooldowns: Mutex<HashMap<ScopeKey, Instant>>,
     checks: AtomicU64,
-    in_flight: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
 }
 
 impl Shield {
     /// Builds the guards from validated config.
-    pub fn new(config: &UpstreamConfig) -> Shield {
+    pub fn new(config: &UpstreamConfig, metrics: Arc<Metrics>) -> Shield {
         let bucket = match NonZeroU32::new(config.rate_limit_rps) {
             None => Bucket::Off,
             Some(rps) => {
@@ -106,7 +107,7 @@ impl Shield {
             bucket,
             cooldowns: Mutex::new(HashMap::new()),
             checks: AtomicU64::new(0),
-            in_flight: Arc::new(AtomicU64::new(0)),
+            metrics,
         }
     }
 
@@ -120,11 +121,6 @@ impl Shield {
                     .map(|v| keys.fingerprint(v)),
             ),
         }
-    }
-
-    /// Upstream requests in flight now.
-    pub fn in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// Time left in the scope's cooldown, if one is open.
@@ -152,6 +148,7 @@ impl Shield {
             .unwrap_or_else(PoisonError::into_inner);
         let slot = cooldowns.entry(scope).or_insert(until);
         *slot = (*slot).max(until);
+        self.metrics.cooldown();
         tracing::warn!(
             cooldown_ms = length.as_millis() as u64,
             "upstream answered 429; cooldown opened"
@@ -162,6 +159,14 @@ impl Shield {
     /// Asks for one upstream request. `order` requests respect the cooldown; forwarded ones
     /// do not (SPEC §6).
     pub async fn admit(&self, scope: ScopeKey, order: bool) -> Result<Admission, Refused> {
+        let result = self.try_admit(scope, order).await;
+        if let Err(refused) = &result {
+            self.metrics.shield_rejection(refused.reason);
+        }
+        result
+    }
+
+    async fn try_admit(&self, scope: ScopeKey, order: bool) -> Result<Admission, Refused> {
         if order {
             if let Some(left) = self.cooldown_left(scope) {
                 return Err(Refused {
@@ -195,10 +200,10 @@ impl Shield {
                 },
             });
         }
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.metrics.in_flight(1.0);
         Ok(Admission {
             _slot: slot,
-            in_flight: self.in_flight.clone(),
+            metrics: self.metrics.clone(),
         })
     }
 

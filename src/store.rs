@@ -21,6 +21,7 @@ use moka::notification::RemovalCause;
 
 use crate::config::CacheConfig;
 use crate::key::CacheKey;
+use crate::metrics::{Eviction, Metrics};
 use crate::route::{Guid, OrderRef};
 
 /// One stored answer: an order (200) or a remembered 404.
@@ -99,7 +100,7 @@ fn forget(index: &mut Index, key: &CacheKey, id: Option<u64>) -> bool {
 
 impl Store {
     /// A store bounded by `cache.max_bytes`, keeping entries as long as any rule may use them.
-    pub fn new(config: &CacheConfig) -> Store {
+    pub fn new(config: &CacheConfig, metrics: Arc<Metrics>) -> Store {
         let index: Arc<Mutex<Index>> = Arc::default();
         let listener_index = index.clone();
         let keep = (config.ttl + config.stale_while_revalidate.max(config.stale_if_error))
@@ -112,9 +113,14 @@ impl Store {
             })
             .time_to_live(keep)
             .eviction_listener(move |key: Arc<CacheKey>, entry: Arc<Entry>, cause| {
-                if cause != RemovalCause::Replaced {
-                    forget(&mut lock(&listener_index), &key, Some(entry.id));
-                }
+                let cause = match cause {
+                    RemovalCause::Replaced => return,
+                    RemovalCause::Size => Eviction::Size,
+                    RemovalCause::Expired => Eviction::Expired,
+                    RemovalCause::Explicit => Eviction::Explicit,
+                };
+                metrics.eviction(cause);
+                forget(&mut lock(&listener_index), &key, Some(entry.id));
             })
             .build();
         Store {
@@ -261,7 +267,7 @@ mod tests {
     #[tokio::test]
     async fn purges_by_order_customer_and_all_through_the_index() {
         let config = Config::defaults().expect("defaults");
-        let store = Store::new(&config.cache);
+        let store = Store::new(&config.cache, Arc::default());
         let maker = KeyMaker::new(config.cache.partition);
         let epoch = store.epoch();
         for (c, o) in [(C1, O1), (C1, O2), (C2, O1)] {
@@ -292,7 +298,7 @@ mod tests {
     #[tokio::test]
     async fn replaced_entries_keep_their_index_record() {
         let config = Config::defaults().expect("defaults");
-        let store = Store::new(&config.cache);
+        let store = Store::new(&config.cache, Arc::default());
         let maker = KeyMaker::new(config.cache.partition);
         let k = key(&maker, order(C1, O1), "Bearer a");
         let epoch = store.epoch();

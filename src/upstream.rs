@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::body::Body;
 use crate::config::UpstreamConfig;
 use crate::error::GatewayError;
+use crate::metrics::Metrics;
 
 /// Why the upstream client could not be built (bad TLS material).
 #[derive(Debug, thiserror::Error)]
@@ -32,11 +33,15 @@ pub struct Upstream {
     authority: Authority,
     path_prefix: String,
     request_timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl Upstream {
     /// Builds the pooled client from validated config.
-    pub fn new(cfg: &UpstreamConfig) -> Result<Upstream, UpstreamSetupError> {
+    pub fn new(
+        cfg: &UpstreamConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Upstream, UpstreamSetupError> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         for cert in &cfg.extra_roots {
@@ -75,6 +80,7 @@ impl Upstream {
             authority: cfg.authority.clone(),
             path_prefix: cfg.path_prefix.clone(),
             request_timeout: cfg.request_timeout,
+            metrics,
         })
     }
 
@@ -97,11 +103,16 @@ impl Upstream {
 
     /// Sends one request and waits for the response head within `upstream.request_timeout`.
     pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, GatewayError> {
-        match tokio::time::timeout(self.request_timeout, self.client.request(request)).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(GatewayError::UpstreamUnavailable(describe(&e))),
-            Err(_) => Err(self.timeout_error()),
-        }
+        let started = std::time::Instant::now();
+        let result =
+            match tokio::time::timeout(self.request_timeout, self.client.request(request)).await {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(e)) => Err(GatewayError::UpstreamUnavailable(describe(&e))),
+                Err(_) => Err(self.timeout_error()),
+            };
+        let status = result.as_ref().ok().map(|r| r.status().as_u16());
+        self.metrics.upstream(status, started.elapsed());
+        result
     }
 
     /// The whole-exchange limit, for callers that also read the body.

@@ -1,0 +1,318 @@
+//! Prometheus metrics (SPEC §8), in the classic text exposition format.
+//!
+//! One recorder per gateway (not the `metrics` crate's global one), so several gateways in one
+//! process — tests, the demo — keep separate numbers. Every series a request can touch is a
+//! pre-registered handle found by array index (route × cache state × status), created once on
+//! first use: recording on the hit path is an atomic add, with no allocation, no string label
+//! lookup and no lock shared by all requests.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use metrics::{
+    Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString,
+};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use crate::cacheability::NotStored;
+use crate::shield::Refusal;
+
+/// Request latency buckets, in seconds: from a cache hit (~50 µs) to a slow upstream (10 s).
+const BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 10.0,
+];
+
+/// `X-Cache` values in label order; index 0 is "none".
+const CACHE_LABELS: [&str; 6] = ["none", "MISS", "HIT", "STALE", "REVALIDATED", "BYPASS"];
+const ROUTES: [&str; 2] = ["order", "forward"];
+const STATUS_MIN: u16 = 100;
+const STATUS_SLOTS: usize = 500; // 100..=599
+
+/// The gateway's metrics.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    requests: Vec<OnceLock<Counter>>,
+    requests_other: Mutex<HashMap<(usize, usize, u16), Counter>>,
+    request_duration: [Histogram; 2],
+    upstream_requests: Vec<OnceLock<Counter>>,
+    upstream_error: Counter,
+    upstream_duration: Histogram,
+    coalesced_waits: Counter,
+    cache_entries: Gauge,
+    cache_bytes: Gauge,
+    not_stored: [Counter; 6],
+    shield_rejections: [Counter; 3],
+    cooldowns: Counter,
+    evictions: [Counter; 3],
+    upstream_in_flight: Gauge,
+    outcomes: [AtomicU64; 6],
+}
+
+/// Why an entry left the cache (the `cause` of `partner_gateway_cache_evictions_total`).
+#[derive(Debug, Clone, Copy)]
+pub enum Eviction {
+    Size,
+    Expired,
+    Explicit,
+}
+
+fn meta() -> Metadata<'static> {
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every family with its help text.
+    pub fn new() -> Metrics {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&BUCKETS)
+            .map(PrometheusBuilder::build_recorder)
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        let handle = recorder.handle();
+        let describe = |name: &'static str, help: &'static str| {
+            recorder.describe_counter(
+                KeyName::from_const_str(name),
+                None,
+                SharedString::const_str(help),
+            );
+        };
+        describe(
+            "partner_gateway_requests_total",
+            "Front requests answered, by route, status and X-Cache.",
+        );
+        describe(
+            "partner_gateway_request_duration_seconds",
+            "Time to answer a front request (head), by route.",
+        );
+        describe(
+            "partner_gateway_upstream_requests_total",
+            "Upstream requests, by status (or error when none came back).",
+        );
+        describe(
+            "partner_gateway_upstream_duration_seconds",
+            "Time from sending an upstream request to its response head.",
+        );
+        describe(
+            "partner_gateway_coalesced_waits_total",
+            "Requests that waited for another request's fill instead of asking the upstream.",
+        );
+        describe(
+            "partner_gateway_cache_entries",
+            "Entries in the order cache.",
+        );
+        describe(
+            "partner_gateway_cache_bytes",
+            "Weighted bytes in the order cache (body + key + headers).",
+        );
+        describe(
+            "partner_gateway_cache_not_stored_total",
+            "Upstream order responses not stored, by reason.",
+        );
+        describe(
+            "partner_gateway_shield_rejections_total",
+            "Upstream calls the shield refused, by reason.",
+        );
+        describe(
+            "partner_gateway_cooldowns_total",
+            "Upstream 429 cooldowns opened.",
+        );
+        describe(
+            "partner_gateway_cache_evictions_total",
+            "Entries that left the cache, by cause.",
+        );
+        describe(
+            "partner_gateway_upstream_in_flight",
+            "Upstream requests in flight now.",
+        );
+        describe(
+            "partner_gateway_build_info",
+            "Build information; the value is always 1.",
+        );
+
+        let counter = |name: &'static str, labels: Vec<Label>| {
+            recorder.register_counter(&Key::from_parts(name, labels), &meta())
+        };
+        let gauge = |name: &'static str, labels: Vec<Label>| {
+            recorder.register_gauge(&Key::from_parts(name, labels), &meta())
+        };
+        let histogram = |name: &'static str, labels: Vec<Label>| {
+            recorder.register_histogram(&Key::from_parts(name, labels), &meta())
+        };
+        let reason = |name: &'static str, value: &'static str| {
+            counter(name, vec![Label::from_static_parts("reason", value)])
+        };
+        let not_stored = [
+            NotStored::Status,
+            NotStored::NotJson,
+            NotStored::IdMismatch,
+            NotStored::NoEtag,
+            NotStored::NoStore,
+            NotStored::TooLarge,
+        ]
+        .map(|r| reason("partner_gateway_cache_not_stored_total", r.as_str()));
+        let shield_rejections = [Refusal::Budget, Refusal::InFlight, Refusal::Cooldown]
+            .map(|r| reason("partner_gateway_shield_rejections_total", r.as_str()));
+        let evictions = ["size", "expired", "explicit"].map(|cause| {
+            counter(
+                "partner_gateway_cache_evictions_total",
+                vec![Label::from_static_parts("cause", cause)],
+            )
+        });
+        let request_duration = ROUTES.map(|route| {
+            histogram(
+                "partner_gateway_request_duration_seconds",
+                vec![Label::from_static_parts("route", route)],
+            )
+        });
+        gauge(
+            "partner_gateway_build_info",
+            vec![Label::from_static_parts(
+                "version",
+                env!("CARGO_PKG_VERSION"),
+            )],
+        )
+        .set(1.0);
+        let metrics = Metrics {
+            requests: (0..ROUTES.len() * CACHE_LABELS.len() * STATUS_SLOTS)
+                .map(|_| OnceLock::new())
+                .collect(),
+            requests_other: Mutex::new(HashMap::new()),
+            request_duration,
+            upstream_requests: (0..STATUS_SLOTS).map(|_| OnceLock::new()).collect(),
+            upstream_error: counter(
+                "partner_gateway_upstream_requests_total",
+                vec![Label::from_static_parts("status", "error")],
+            ),
+            upstream_duration: histogram("partner_gateway_upstream_duration_seconds", vec![]),
+            coalesced_waits: counter("partner_gateway_coalesced_waits_total", vec![]),
+            cache_entries: gauge("partner_gateway_cache_entries", vec![]),
+            cache_bytes: gauge("partner_gateway_cache_bytes", vec![]),
+            not_stored,
+            shield_rejections,
+            cooldowns: counter("partner_gateway_cooldowns_total", vec![]),
+            evictions,
+            upstream_in_flight: gauge("partner_gateway_upstream_in_flight", vec![]),
+            outcomes: Default::default(),
+            handle,
+            recorder,
+        };
+        // Families without traffic yet still appear (at 0) so dashboards and alerts find them.
+        metrics.coalesced_waits.increment(0);
+        metrics.cooldowns.increment(0);
+        metrics.upstream_error.increment(0);
+        metrics
+    }
+
+    fn status_counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels), &meta())
+    }
+
+    /// One answered front request.
+    pub fn request(
+        &self,
+        route: &'static str,
+        status: u16,
+        cache: Option<&'static str>,
+        took: Duration,
+    ) {
+        let r = usize::from(route != "order");
+        let c = cache
+            .and_then(|c| CACHE_LABELS.iter().position(|l| *l == c))
+            .unwrap_or(0);
+        self.outcomes[c].fetch_add(1, Ordering::Relaxed);
+        self.request_duration[r].record(took.as_secs_f64());
+        let labels = || {
+            vec![
+                Label::from_static_parts("route", ROUTES[r]),
+                Label::new("status", status.to_string()),
+                Label::from_static_parts("cache", CACHE_LABELS[c]),
+            ]
+        };
+        let slot = usize::from(status.wrapping_sub(STATUS_MIN));
+        if slot < STATUS_SLOTS {
+            let index = (r * CACHE_LABELS.len() + c) * STATUS_SLOTS + slot;
+            self.requests[index]
+                .get_or_init(|| self.status_counter("partner_gateway_requests_total", labels()))
+                .increment(1);
+        } else {
+            self.requests_other
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry((r, c, status))
+                .or_insert_with(|| self.status_counter("partner_gateway_requests_total", labels()))
+                .increment(1);
+        }
+    }
+
+    /// One upstream exchange: its status (`None`: no response) and time to the head.
+    pub fn upstream(&self, status: Option<u16>, took: Duration) {
+        self.upstream_duration.record(took.as_secs_f64());
+        let slot = status.map(|s| usize::from(s.wrapping_sub(STATUS_MIN)));
+        match (status, slot) {
+            (Some(code), Some(slot)) if slot < STATUS_SLOTS => self.upstream_requests[slot]
+                .get_or_init(|| {
+                    self.status_counter(
+                        "partner_gateway_upstream_requests_total",
+                        vec![Label::new("status", code.to_string())],
+                    )
+                })
+                .increment(1),
+            _ => self.upstream_error.increment(1),
+        }
+    }
+
+    /// A request joined a fill in progress.
+    pub fn coalesced_wait(&self) {
+        self.coalesced_waits.increment(1);
+    }
+
+    /// An upstream order response was not stored.
+    pub fn not_stored(&self, reason: NotStored) {
+        self.not_stored[reason as usize].increment(1);
+    }
+
+    /// The shield refused an upstream call.
+    pub fn shield_rejection(&self, reason: Refusal) {
+        self.shield_rejections[reason as usize].increment(1);
+    }
+
+    /// An upstream 429 opened a cooldown.
+    pub fn cooldown(&self) {
+        self.cooldowns.increment(1);
+    }
+
+    /// An entry left the cache.
+    pub fn eviction(&self, cause: Eviction) {
+        self.evictions[cause as usize].increment(1);
+    }
+
+    /// Upstream requests in flight changed by `delta`.
+    pub fn in_flight(&self, delta: f64) {
+        self.upstream_in_flight.increment(delta);
+    }
+
+    /// Answers by `X-Cache` value since start ("none" first).
+    pub fn outcomes(&self) -> [(&'static str, u64); 6] {
+        let mut out = [("", 0); 6];
+        for (i, label) in CACHE_LABELS.iter().enumerate() {
+            out[i] = (label, self.outcomes[i].load(Ordering::Relaxed));
+        }
+        out
+    }
+
+    /// The exposition text, with the cache gauges set to the given current values.
+    pub fn render(&self, entries: u64, bytes: u64) -> String {
+        self.cache_entries.set(entries as f64);
+        self.cache_bytes.set(bytes as f64);
+        self.handle.render()
+    }
+}

@@ -13,10 +13,12 @@ use hyper::body::Incoming;
 
 use crate::body::Body;
 use crate::conditional::{if_none_match_matches, RequestDirectives};
-use crate::correlation::Correlation;
+use crate::correlation::{Correlation, CORRELATION_ID, REQUEST_ID};
 use crate::error::GatewayError;
 use crate::fill::{Fetched, Outcome};
 use crate::forward;
+use crate::key::CacheKey;
+use crate::shield::ScopeKey;
 use crate::pipeline::{Gateway, Note};
 use crate::route::OrderRef;
 use crate::store::Entry;
@@ -77,11 +79,9 @@ pub async fn serve(
         None
     };
     let Some(key) = key else {
-        return bypass(gateway, request, correlation, note).await;
+        return Box::pin(bypass(gateway, request, correlation, note)).await;
     };
     let (parts, _body) = request.into_parts();
-    let head_only = parts.method == Method::HEAD;
-    let scope = gateway.shield.scope_of(&gateway.keys, &parts.headers);
 
     let now = Instant::now();
     let entry = gateway.store.get(&key).await;
@@ -111,6 +111,7 @@ pub async fn serve(
             }
             if age <= config.ttl + config.stale_while_revalidate {
                 if !directives.only_if_cached {
+                    let scope = gateway.shield.scope_of(&gateway.keys, &parts.headers);
                     // One background refresh per key: a refresh in progress is joined, not
                     // repeated, and runs on even though nobody waits for it.
                     let _ = gateway.fills.start_or_join(
@@ -135,13 +136,30 @@ pub async fn serve(
     if directives.only_if_cached {
         return Err(GatewayError::NotCached);
     }
+    let scope = gateway.shield.scope_of(&gateway.keys, &parts.headers);
 
     let prior = entry.filter(|e| !e.is_negative());
+    // The upstream path lives in its own (boxed) future so the hit path's future stays small.
+    Box::pin(fetch(gateway, &parts, &key, prior, scope, correlation, note)).await
+}
+
+/// Asks the upstream (coalesced with every other request for the key) and answers from what
+/// comes back.
+async fn fetch(
+    gateway: &Gateway,
+    parts: &request::Parts,
+    key: &CacheKey,
+    prior: Option<Arc<Entry>>,
+    scope: ScopeKey,
+    correlation: &Correlation,
+    note: &mut Note,
+) -> Result<Response<Body>, GatewayError> {
+    let head_only = parts.method == Method::HEAD;
     let (outcome, joined) =
         gateway
             .fills
-            .start_or_join(&gateway.fill_context, &key, prior, scope, || {
-                fill_request(gateway, &parts, correlation)
+            .start_or_join(&gateway.fill_context, key, prior, scope, || {
+                fill_request(gateway, parts, correlation)
             });
     if joined {
         gateway.metrics.coalesced_wait();
@@ -158,7 +176,7 @@ pub async fn serve(
             Ok(answer(
                 entry,
                 (*state).into(),
-                &parts,
+                parts,
                 correlation,
                 note,
                 now,
@@ -174,7 +192,7 @@ pub async fn serve(
             Ok(answer(
                 entry,
                 CacheState::Stale,
-                &parts,
+                parts,
                 correlation,
                 note,
                 now,
@@ -218,7 +236,7 @@ pub async fn serve(
                 // Someone else is streaming the one oversized answer; fetch our own copy.
                 None => {
                     let mut response = gateway
-                        .forward_parts(&parts, Body::empty(), true, correlation, note)
+                        .forward_parts(parts, Body::empty(), true, correlation, note)
                         .await?;
                     note.cache = Some(CacheState::Miss.as_str());
                     response
@@ -298,37 +316,45 @@ fn answer(
         .etag
         .as_ref()
         .is_some_and(|etag| if_none_match_matches(&parts.headers, etag));
-    let head_only = parts.method == Method::HEAD;
-    let mut response = if not_modified {
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = StatusCode::NOT_MODIFIED;
-        r
-    } else if head_only {
-        let mut r = Response::new(Body::empty());
-        r.headers_mut()
-            .insert(CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
-        r
+    // Sized once for every header below: no re-hashing growth on the hit path.
+    let mut headers = HeaderMap::with_capacity(12);
+    let (status, body) = if not_modified {
+        (StatusCode::NOT_MODIFIED, Body::empty())
     } else {
-        Response::new(Body::full(entry.body.clone()))
-    };
-    if !not_modified {
-        *response.status_mut() = entry.status;
         if let Some(content_type) = &entry.content_type {
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, content_type.clone());
+            headers.append(CONTENT_TYPE, content_type.clone());
         }
-    }
-    let headers = response.headers_mut();
+        if parts.method == Method::HEAD {
+            headers.append(CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
+            (entry.status, Body::empty())
+        } else {
+            (entry.status, Body::full(entry.body.clone()))
+        }
+    };
     if let Some(etag) = &entry.etag {
-        headers.insert(ETAG, etag.clone());
+        headers.append(ETAG, etag.clone());
     }
-    headers.insert(
-        http::header::AGE,
-        HeaderValue::from(entry.age(now).as_secs()),
-    );
-    headers.insert(&X_CACHE, state.header());
-    headers.insert(http::header::VIA, HeaderValue::from_static(forward::VIA));
-    correlation.apply(headers);
+    headers.append(http::header::AGE, age_value(entry.age(now).as_secs()));
+    headers.append(&X_CACHE, state.header());
+    headers.append(http::header::VIA, HeaderValue::from_static(forward::VIA));
+    headers.append(&CORRELATION_ID, correlation.correlation_id.clone());
+    headers.append(&REQUEST_ID, correlation.request_id.clone());
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
     response
+}
+
+/// `Age` values for the first hour, formatted once into static text: most answers take theirs
+/// from this table, without allocating or touching a shared reference count.
+fn age_value(secs: u64) -> HeaderValue {
+    static TABLE: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let text: String = (0..3600u32).map(|i| format!("{i} ")).collect();
+        Box::leak(text.into_boxed_str()).split_terminator(' ').collect()
+    });
+    match usize::try_from(secs).ok().and_then(|i| table.get(i)) {
+        Some(text) => HeaderValue::from_static(text),
+        None => HeaderValue::from(secs),
+    }
 }

@@ -147,7 +147,7 @@ impl Gateway {
         match route {
             Route::InvalidId(field) => Err(GatewayError::InvalidIdentifier(field)),
             Route::Order(order) => order::serve(self, request, order, correlation, note).await,
-            Route::Forward => self.forward(request, false, correlation, note).await,
+            Route::Forward => Box::pin(self.forward(request, false, correlation, note)).await,
         }
     }
 

@@ -125,7 +125,7 @@ fn run(file: Option<PathBuf>) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    crate::telemetry::init(&config.log);
+    let _log = crate::telemetry::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -151,7 +151,7 @@ fn run(file: Option<PathBuf>) -> ExitCode {
 }
 
 fn demo(serve: bool) -> ExitCode {
-    crate::telemetry::init(&crate::config::LogConfig {
+    let _log = crate::telemetry::init(&crate::config::LogConfig {
         format: crate::config::LogFormat::Pretty,
         level: "warn".to_owned(),
     });
@@ -172,7 +172,7 @@ fn demo(serve: bool) -> ExitCode {
 }
 
 fn simulate(listen: std::net::SocketAddr, knobs: crate::simulate::Knobs) -> ExitCode {
-    crate::telemetry::init(&crate::config::LogConfig {
+    let _log = crate::telemetry::init(&crate::config::LogConfig {
         format: crate::config::LogFormat::Json,
         level: "info".to_owned(),
     });

@@ -115,18 +115,22 @@ impl Fills {
             let fills = self.clone();
             let ctx = ctx.clone();
             let key = key.clone();
-            tokio::spawn(async move {
-                let outcome = match request {
-                    Ok(request) => run(&ctx, &key, prior, scope, request).await,
-                    Err(e) => Outcome::Failed(e),
-                };
-                fills
-                    .in_flight
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&key);
-                Arc::new(outcome)
-            })
+            let span = tracing::Span::current();
+            tokio::spawn(tracing::Instrument::instrument(
+                async move {
+                    let outcome = match request {
+                        Ok(request) => run(&ctx, &key, prior, scope, request).await,
+                        Err(e) => Outcome::Failed(e),
+                    };
+                    fills
+                        .in_flight
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&key);
+                    Arc::new(outcome)
+                },
+                span,
+            ))
         };
         let shared = async move {
             task.await

@@ -18,9 +18,9 @@ use crate::error::GatewayError;
 use crate::fill::{Fetched, Outcome};
 use crate::forward;
 use crate::key::CacheKey;
-use crate::shield::ScopeKey;
 use crate::pipeline::{Gateway, Note};
 use crate::route::OrderRef;
+use crate::shield::ScopeKey;
 use crate::store::Entry;
 
 /// `X-Cache`: how an order-by-ID answer was produced.
@@ -140,7 +140,16 @@ pub async fn serve(
 
     let prior = entry.filter(|e| !e.is_negative());
     // The upstream path lives in its own (boxed) future so the hit path's future stays small.
-    Box::pin(fetch(gateway, &parts, &key, prior, scope, correlation, note)).await
+    Box::pin(fetch(
+        gateway,
+        &parts,
+        &key,
+        prior,
+        scope,
+        correlation,
+        note,
+    ))
+    .await
 }
 
 /// Asks the upstream (coalesced with every other request for the key) and answers from what
@@ -351,7 +360,9 @@ fn age_value(secs: u64) -> HeaderValue {
     static TABLE: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
     let table = TABLE.get_or_init(|| {
         let text: String = (0..3600u32).map(|i| format!("{i} ")).collect();
-        Box::leak(text.into_boxed_str()).split_terminator(' ').collect()
+        Box::leak(text.into_boxed_str())
+            .split_terminator(' ')
+            .collect()
     });
     match usize::try_from(secs).ok().and_then(|i| table.get(i)) {
         Some(text) => HeaderValue::from_static(text),

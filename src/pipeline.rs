@@ -123,7 +123,6 @@ impl Gateway {
             note.cache,
             started.elapsed(),
         );
-        let _entered = span.enter();
         access_log(
             &method,
             &uri,

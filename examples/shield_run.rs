@@ -19,7 +19,10 @@ use partner_gateway::simulate::{Knobs, Simulator};
 
 #[tokio::main]
 async fn main() {
-    let seconds: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(20);
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
     let sim = Simulator::start(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         Knobs {
@@ -34,14 +37,23 @@ async fn main() {
         ("PARTNER_GATEWAY__ADMIN__LISTEN", "127.0.0.1:0".to_owned()),
         ("PARTNER_GATEWAY__UPSTREAM__BASE_URL", sim.base_url()),
         ("PARTNER_GATEWAY__UPSTREAM__RATE_LIMIT_RPS", "8".to_owned()),
-        ("PARTNER_GATEWAY__UPSTREAM__RATE_LIMIT_SCOPE", "credential".to_owned()),
+        (
+            "PARTNER_GATEWAY__UPSTREAM__RATE_LIMIT_SCOPE",
+            "credential".to_owned(),
+        ),
         ("PARTNER_GATEWAY__CACHE__TTL", "1s".to_owned()),
-        ("PARTNER_GATEWAY__CACHE__STALE_WHILE_REVALIDATE", "1s".to_owned()),
+        (
+            "PARTNER_GATEWAY__CACHE__STALE_WHILE_REVALIDATE",
+            "1s".to_owned(),
+        ),
         ("PARTNER_GATEWAY__CACHE__NEGATIVE_TTL", "10s".to_owned()),
         ("PARTNER_GATEWAY__LOG__LEVEL", "error".to_owned()),
     ];
     let config = Config::load(&Sources {
-        env: env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
         ..Sources::default()
     })
     .expect("config");
@@ -56,7 +68,10 @@ async fn main() {
             paths.push(format!("/v1/customers/{customer}/orders/{order}"));
         }
         for _ in 0..8 {
-            paths.push(format!("/v1/customers/{customer}/orders/{}", uuid::Uuid::new_v4()));
+            paths.push(format!(
+                "/v1/customers/{customer}/orders/{}",
+                uuid::Uuid::new_v4()
+            ));
         }
     }
     let paths = Arc::new(paths);
@@ -66,12 +81,18 @@ async fn main() {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut workers = Vec::new();
     for w in 0..16u64 {
-        let (client, paths, sent, by_status) =
-            (client.clone(), paths.clone(), sent.clone(), by_status.clone());
+        let (client, paths, sent, by_status) = (
+            client.clone(),
+            paths.clone(),
+            sent.clone(),
+            by_status.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut i = w;
             while Instant::now() < deadline {
-                i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                i = i
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let path = &paths[(i >> 33) as usize % paths.len()];
                 let request = http::Request::get(format!("http://{front}{path}"))
                     .header("authorization", "Bearer partner-tenant")
@@ -106,7 +127,10 @@ async fn main() {
     }
     let n = |i: usize| by_status[i].load(Ordering::Relaxed);
     println!("shield run: {seconds} s, gateway rate_limit_rps = 8 (credential scope), simulator budget 500/min per token");
-    println!("  client requests sent        {}", sent.load(Ordering::Relaxed));
+    println!(
+        "  client requests sent        {}",
+        sent.load(Ordering::Relaxed)
+    );
     println!("  client answers 200 / 404    {} / {}", n(0), n(2));
     println!("  client answers 429 (local)  {}", n(3));
     println!("  client answers 5xx / other  {} / {}", n(4), n(5));

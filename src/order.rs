@@ -312,7 +312,7 @@ fn finish_passed(headers: &mut HeaderMap, correlation: &Correlation) {
 }
 
 /// An answer from an entry: 304 when `If-None-Match` matches, else the stored order (or 404).
-fn answer(
+pub fn answer(
     entry: &Arc<Entry>,
     state: CacheState,
     parts: &request::Parts,

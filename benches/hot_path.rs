@@ -67,7 +67,6 @@ fn bench(c: &mut Criterion) {
         body: Bytes::from(vec![b'x'; 1200]),
         content_type: Some(HeaderValue::from_static("application/json; charset=utf-8")),
         etag: Some(etag.clone()),
-        version: Some("v".into()),
         stored_at: Instant::now(),
     });
     let (parts, ()) = Request::get(PATH).body(()).expect("request").into_parts();

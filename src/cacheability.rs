@@ -42,10 +42,9 @@ impl NotStored {
 /// What a storable order response brings besides its body.
 #[derive(Debug, Clone)]
 pub struct Storable {
-    /// The `ETag` header value built from `attributes.etag`.
+    /// The `ETag` header value built from `attributes.etag`; two bodies with the same
+    /// `attributes.etag` have equal values (how a refetch revalidates an entry).
     pub etag: HeaderValue,
-    /// `attributes.etag` as received, for revalidation by comparison.
-    pub version: String,
 }
 
 /// The fields of an Order this gateway reads; everything else is ignored unparsed.
@@ -92,7 +91,7 @@ pub fn judge(
         _ => return Err(NotStored::NoEtag),
     };
     let etag = format_etag(&version).ok_or(NotStored::NoEtag)?;
-    Ok(Storable { etag, version })
+    Ok(Storable { etag })
 }
 
 /// `application/json`, `…+json`, or no Content-Type at all (then the body must still parse).
@@ -108,15 +107,6 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
         || essence
             .rsplit_once('+')
             .is_some_and(|(_, suffix)| suffix.eq_ignore_ascii_case("json"))
-}
-
-/// The `attributes.etag` of a body, if it has one (for comparing a refetch with an entry).
-pub fn attribute_etag(body: &[u8]) -> Option<String> {
-    let probe: OrderProbe = serde_json::from_slice(body).ok()?;
-    match probe.attributes?.etag? {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -197,14 +187,5 @@ mod tests {
         );
         assert_eq!(check(200, &no_store, &good, 4096), Err(NotStored::NoStore));
         assert_eq!(check(200, &h, "[1,2]", 4096), Err(NotStored::NotJson));
-    }
-
-    #[test]
-    fn attribute_etag_reads_the_version() {
-        assert_eq!(
-            attribute_etag(br#"{"attributes":{"etag":"v9"}}"#).as_deref(),
-            Some("v9")
-        );
-        assert_eq!(attribute_etag(b"nope"), None);
     }
 }

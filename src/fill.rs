@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::{BoxFuture, FutureExt, Shared};
-use http::header::{CONTENT_TYPE, IF_NONE_MATCH};
+use http::header::{HeaderValue, CONTENT_TYPE, IF_NONE_MATCH};
 use http::{response, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -245,9 +245,8 @@ async fn run(
             id: ctx.store.next_id(),
             status,
             body,
-            content_type: head.headers.get(CONTENT_TYPE).cloned(),
+            content_type: head.headers.get(CONTENT_TYPE).map(detach),
             etag: None,
-            version: None,
             stored_at: Instant::now(),
         });
         ctx.store.insert(key.clone(), entry.clone(), epoch).await;
@@ -267,15 +266,14 @@ async fn run(
         Ok(storable) => {
             let unchanged = prior
                 .as_ref()
-                .and_then(|p| p.version.as_deref())
-                .is_some_and(|v| v == storable.version);
+                .and_then(|p| p.etag.as_ref())
+                .is_some_and(|etag| *etag == storable.etag);
             let entry = Arc::new(Entry {
                 id: ctx.store.next_id(),
                 status,
                 body,
-                content_type: head.headers.get(CONTENT_TYPE).cloned(),
+                content_type: head.headers.get(CONTENT_TYPE).map(detach),
                 etag: Some(storable.etag),
-                version: Some(storable.version.into_boxed_str()),
                 stored_at: Instant::now(),
             });
             ctx.store.insert(key.clone(), entry.clone(), epoch).await;
@@ -301,6 +299,13 @@ async fn run(
     }
 }
 
+/// A copy of a header value in its own small allocation. Values parsed by hyper share the
+/// connection's whole read buffer; keeping one in a long-lived entry would keep that buffer
+/// (kilobytes) alive with it.
+pub fn detach(value: &HeaderValue) -> HeaderValue {
+    HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone())
+}
+
 /// The prior entry, when the rules allow serving it because the upstream failed.
 fn usable_for_error(ctx: &FillContext, prior: Option<Arc<Entry>>) -> Option<Arc<Entry>> {
     prior.filter(|p| {
@@ -316,7 +321,6 @@ fn refreshed(ctx: &FillContext, prior: &Entry) -> Entry {
         body: prior.body.clone(),
         content_type: prior.content_type.clone(),
         etag: prior.etag.clone(),
-        version: prior.version.clone(),
         stored_at: Instant::now(),
     }
 }
@@ -329,7 +333,10 @@ enum Read {
 /// Reads a body up to `limit` bytes; past that, hands back what was read plus the rest unread.
 async fn read_limited(response: Response<Incoming>, limit: usize) -> Result<Read, GatewayError> {
     let (head, mut incoming) = response.into_parts();
-    let mut buf = BytesMut::new();
+    // Copied into one allocation of the announced size: frames parsed by hyper are slices of
+    // the connection's read buffer, which an entry must not keep alive.
+    let expected = usize::try_from(http_body::Body::size_hint(&incoming).lower()).unwrap_or(0);
+    let mut buf = BytesMut::with_capacity(expected.min(limit.saturating_add(1)));
     while let Some(frame) = incoming.frame().await {
         let frame =
             frame.map_err(|e| GatewayError::UpstreamUnavailable(crate::upstream::describe(&e)))?;

@@ -90,7 +90,8 @@ impl KeyMaker {
         let authorization = headers.get(AUTHORIZATION)?;
         Some(CacheKey {
             order,
-            locale: headers.get(X_LOCALE).cloned(),
+            // Copied: a value parsed by hyper would keep the client's read buffer alive.
+            locale: headers.get(X_LOCALE).map(crate::fill::detach),
             partition: self.partition(authorization),
         })
     }

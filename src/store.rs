@@ -2,13 +2,14 @@
 //! secondary index so that "every entry of this order" and "every order of this customer" can
 //! be dropped without scanning the cache (SPEC §4.4).
 //!
-//! The index maps customer → order → keys (all partitions and locales) and records each key's
-//! entry id, so a late eviction notice for an entry that was since replaced cannot remove the
-//! newer entry's record. It costs one short mutex section per store and per eviction, never on
-//! a hit. Purges also advance an epoch that in-flight fills check before storing, so a fill
+//! The index maps each order to its variants (partition + locale) with the id of the entry
+//! stored for each, and each customer to its orders. Recording the id means a late eviction
+//! notice for an entry that was since replaced cannot remove the newer entry's record. It costs
+//! one short mutex section per store and per eviction, never on a hit, and about 250 bytes per
+//! entry. Purges also advance an epoch that in-flight fills check before storing, so a fill
 //! that started before a PATCH cannot put the old version back afterwards.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 
 use crate::config::CacheConfig;
-use crate::key::CacheKey;
+use crate::key::{CacheKey, PartitionId};
 use crate::metrics::{Eviction, Metrics};
 use crate::route::{Guid, OrderRef};
 
@@ -35,8 +36,6 @@ pub struct Entry {
     pub content_type: Option<HeaderValue>,
     /// The `ETag` header (orders only).
     pub etag: Option<HeaderValue>,
-    /// `attributes.etag` as received (orders only).
-    pub version: Option<Box<str>>,
     /// When the entry was stored or last revalidated: the origin of `Age`.
     pub stored_at: Instant,
 }
@@ -47,7 +46,6 @@ impl Entry {
         self.body.len()
             + self.content_type.as_ref().map_or(0, |v| v.len())
             + self.etag.as_ref().map_or(0, |v| v.len())
-            + self.version.as_ref().map_or(0, |v| v.len())
     }
 
     /// Time since stored or revalidated.
@@ -61,7 +59,69 @@ impl Entry {
     }
 }
 
-type Index = HashMap<Guid, HashMap<Guid, HashMap<CacheKey, u64>>>;
+/// What tells apart the entries of one order.
+type Variant = (Option<HeaderValue>, PartitionId);
+
+#[derive(Default)]
+struct Index {
+    orders: HashMap<OrderRef, Vec<(Variant, u64)>>,
+    customers: HashMap<Guid, HashSet<Guid>>,
+}
+
+impl Index {
+    fn record(&mut self, key: &CacheKey, id: u64) {
+        let variant = (key.locale.clone(), key.partition);
+        let variants = self.orders.entry(key.order).or_default();
+        match variants.iter_mut().find(|(v, _)| *v == variant) {
+            Some(slot) => slot.1 = id,
+            None => variants.push((variant, id)),
+        }
+        self.customers
+            .entry(key.order.customer)
+            .or_default()
+            .insert(key.order.order);
+    }
+
+    /// Forgets a key if the recorded entry is `id`.
+    fn forget(&mut self, key: &CacheKey, id: u64) {
+        let Some(variants) = self.orders.get_mut(&key.order) else {
+            return;
+        };
+        variants.retain(|((locale, partition), recorded)| {
+            !(*recorded == id && *locale == key.locale && *partition == key.partition)
+        });
+        if variants.is_empty() {
+            self.orders.remove(&key.order);
+            self.forget_order_of_customer(key.order);
+        }
+    }
+
+    fn forget_order_of_customer(&mut self, order: OrderRef) {
+        if let Some(orders) = self.customers.get_mut(&order.customer) {
+            orders.remove(&order.order);
+            if orders.is_empty() {
+                self.customers.remove(&order.customer);
+            }
+        }
+    }
+
+    /// Removes an order's record and returns its keys.
+    fn take_order(&mut self, order: OrderRef) -> Vec<CacheKey> {
+        let keys = self
+            .orders
+            .remove(&order)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|((locale, partition), _)| CacheKey {
+                order,
+                locale,
+                partition,
+            })
+            .collect();
+        self.forget_order_of_customer(order);
+        keys
+    }
+}
 
 /// The process's order cache.
 pub struct Store {
@@ -74,28 +134,6 @@ pub struct Store {
 fn lock(index: &Mutex<Index>) -> std::sync::MutexGuard<'_, Index> {
     // The index holds no invariant a panic could break halfway; keep going.
     index.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn forget(index: &mut Index, key: &CacheKey, id: Option<u64>) -> bool {
-    let OrderRef { customer, order } = key.order;
-    let Some(orders) = index.get_mut(&customer) else {
-        return false;
-    };
-    let Some(keys) = orders.get_mut(&order) else {
-        return false;
-    };
-    let removed = match (keys.get(key), id) {
-        (Some(recorded), Some(id)) if *recorded != id => false,
-        (Some(_), _) => keys.remove(key).is_some(),
-        (None, _) => false,
-    };
-    if keys.is_empty() {
-        orders.remove(&order);
-        if orders.is_empty() {
-            index.remove(&customer);
-        }
-    }
-    removed
 }
 
 impl Store {
@@ -120,7 +158,7 @@ impl Store {
                     RemovalCause::Explicit => Eviction::Explicit,
                 };
                 metrics.eviction(cause);
-                forget(&mut lock(&listener_index), &key, Some(entry.id));
+                lock(&listener_index).forget(&key, entry.id);
             })
             .build();
         Store {
@@ -153,12 +191,7 @@ impl Store {
             if self.epoch() != epoch {
                 return false;
             }
-            index
-                .entry(key.order.customer)
-                .or_default()
-                .entry(key.order.order)
-                .or_default()
-                .insert(key.clone(), entry.id);
+            index.record(&key, entry.id);
         }
         self.cache.insert(key, entry).await;
         true
@@ -166,20 +199,10 @@ impl Store {
 
     /// Drops every entry of one order, in every partition and locale.
     pub async fn purge_order(&self, order: OrderRef) -> usize {
-        let keys: Vec<CacheKey> = {
+        let keys = {
             let mut index = lock(&self.index);
             self.epoch.fetch_add(1, Ordering::AcqRel);
-            let Some(orders) = index.get_mut(&order.customer) else {
-                return 0;
-            };
-            let keys = orders
-                .remove(&order.order)
-                .map(|m| m.into_keys().collect())
-                .unwrap_or_default();
-            if orders.is_empty() {
-                index.remove(&order.customer);
-            }
-            keys
+            index.take_order(order)
         };
         self.remove_all(keys).await
     }
@@ -189,10 +212,11 @@ impl Store {
         let keys: Vec<CacheKey> = {
             let mut index = lock(&self.index);
             self.epoch.fetch_add(1, Ordering::AcqRel);
-            index
-                .remove(&customer)
-                .map(|orders| orders.into_values().flat_map(HashMap::into_keys).collect())
-                .unwrap_or_default()
+            let orders = index.customers.remove(&customer).unwrap_or_default();
+            orders
+                .into_iter()
+                .flat_map(|order| index.take_order(OrderRef { customer, order }))
+                .collect()
         };
         self.remove_all(keys).await
     }
@@ -202,9 +226,10 @@ impl Store {
         let keys: Vec<CacheKey> = {
             let mut index = lock(&self.index);
             self.epoch.fetch_add(1, Ordering::AcqRel);
-            index
-                .drain()
-                .flat_map(|(_, orders)| orders.into_values().flat_map(HashMap::into_keys))
+            let orders: Vec<OrderRef> = index.orders.keys().copied().collect();
+            orders
+                .into_iter()
+                .flat_map(|order| index.take_order(order))
                 .collect()
         };
         self.remove_all(keys).await
@@ -248,7 +273,6 @@ mod tests {
             body: Bytes::from_static(body.as_bytes()),
             content_type: None,
             etag: Some(HeaderValue::from_static("\"v\"")),
-            version: Some("v".into()),
             stored_at: Instant::now(),
         })
     }

@@ -84,6 +84,8 @@ pub struct Shield {
     cooldowns: Mutex<HashMap<ScopeKey, Instant>>,
     checks: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Made once: building a clock calibrates the TSC, far too slow per request.
+    clock: DefaultClock,
 }
 
 impl Shield {
@@ -108,6 +110,7 @@ impl Shield {
             cooldowns: Mutex::new(HashMap::new()),
             checks: AtomicU64::new(0),
             metrics,
+            clock: DefaultClock::default(),
         }
     }
 
@@ -208,7 +211,7 @@ impl Shield {
     }
 
     fn take_token(&self, scope: ScopeKey) -> Result<(), Duration> {
-        let clock = DefaultClock::default();
+        let clock = &self.clock;
         match &self.bucket {
             Bucket::Off => Ok(()),
             Bucket::Global(limiter) => limiter

@@ -141,17 +141,8 @@ async fn stale_while_revalidate_serves_at_once_and_refreshes_once() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     up.set_delay(Duration::from_millis(300));
     // A burst of requests in the stale window: all STALE at once, one refresh upstream.
-    let mut tasks = Vec::new();
-    for _ in 0..10 {
-        let url = order_url(&gw, &order);
-        tasks.push(tokio::spawn(async move {
-            TestClient::http1()
-                .get(&url, &[("authorization", TOKEN_A)])
-                .await
-        }));
-    }
-    for task in tasks {
-        let reply = task.await.expect("task");
+    let urls = vec![order_url(&gw, &order); 10];
+    for reply in concurrent_gets(urls, &[("authorization", TOKEN_A)]).await {
         assert_eq!(reply.status, StatusCode::OK);
         assert_eq!(state(&reply), "STALE");
     }
@@ -331,17 +322,8 @@ async fn concurrent_requests_share_one_uncacheable_answer() {
     up.set_mode(Mode::Status(503));
     let gw = TestGateway::with(&up.base_url, &[]).await;
     let order = new_order();
-    let mut tasks = Vec::new();
-    for _ in 0..20 {
-        let url = order_url(&gw, &order);
-        tasks.push(tokio::spawn(async move {
-            TestClient::http1()
-                .get(&url, &[("authorization", TOKEN_A)])
-                .await
-        }));
-    }
-    for task in tasks {
-        let reply = task.await.expect("task");
+    let urls = vec![order_url(&gw, &order); 20];
+    for reply in concurrent_gets(urls, &[("authorization", TOKEN_A)]).await {
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(state(&reply), "MISS");
         assert!(String::from_utf8_lossy(&reply.body).contains("simulated"));

@@ -330,17 +330,9 @@ async fn coalesced_waits_are_counted() {
     up.set_delay(Duration::from_millis(300));
     let gw = TestGateway::with(&up.base_url, &[]).await;
     let order = uuid::Uuid::new_v4().to_string();
-    let mut tasks = Vec::new();
-    for _ in 0..10 {
-        let url = gw.url(&order_path(CUSTOMER, &order));
-        tasks.push(tokio::spawn(async move {
-            TestClient::http1()
-                .get(&url, &[("authorization", "Bearer t")])
-                .await
-        }));
-    }
-    for task in tasks {
-        assert_eq!(task.await.expect("task").status, StatusCode::OK);
+    let urls = vec![gw.url(&order_path(CUSTOMER, &order)); 10];
+    for reply in concurrent_gets(urls, &[("authorization", "Bearer t")]).await {
+        assert_eq!(reply.status, StatusCode::OK);
     }
     let text = TestClient::http1()
         .get(&gw.admin_url("/metrics"), &[])

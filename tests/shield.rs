@@ -39,18 +39,10 @@ async fn a_burst_over_cold_orders_stays_within_the_token_bucket() {
     let gw = TestGateway::with(&up.base_url, &[("upstream.rate_limit_rps", "10")]).await;
     let orders: Vec<String> = (0..100).map(|_| new_order()).collect();
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..200 {
-        let url = order_url(&gw, &orders[i % 100]);
-        tasks.push(tokio::spawn(async move {
-            TestClient::http1()
-                .get(&url, &[("authorization", "Bearer t")])
-                .await
-        }));
-    }
+    let urls = (0..200).map(|i| order_url(&gw, &orders[i % 100])).collect();
+    let replies = concurrent_gets(urls, &[("authorization", "Bearer t")]).await;
     let (mut ok, mut limited) = (0, 0);
-    for task in tasks {
-        let reply = task.await.expect("task");
+    for reply in replies {
         match reply.status {
             StatusCode::OK => ok += 1,
             StatusCode::TOO_MANY_REQUESTS => {
@@ -275,17 +267,9 @@ async fn max_in_flight_bounds_upstream_concurrency() {
         ],
     )
     .await;
-    let mut tasks = Vec::new();
-    for _ in 0..10 {
-        let url = order_url(&gw, &new_order());
-        tasks.push(tokio::spawn(async move {
-            TestClient::http1()
-                .get(&url, &[("authorization", "Bearer t")])
-                .await
-        }));
-    }
-    for task in tasks {
-        assert_eq!(task.await.expect("task").status, StatusCode::OK);
+    let urls = (0..10).map(|_| order_url(&gw, &new_order())).collect();
+    for reply in concurrent_gets(urls, &[("authorization", "Bearer t")]).await {
+        assert_eq!(reply.status, StatusCode::OK);
     }
     assert_eq!(up.hits(), 10);
     assert_eq!(up.max_concurrency(), 2);

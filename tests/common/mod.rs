@@ -528,3 +528,29 @@ impl Drop for Concurrent {
         self.0 .0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// GETs every URL at once (one task each) with the same headers; replies in URL order.
+pub async fn concurrent_gets(urls: Vec<String>, headers: &[(&str, &str)]) -> Vec<Reply> {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let tasks: Vec<_> = urls
+        .into_iter()
+        .map(|url| {
+            let headers = headers.clone();
+            tokio::spawn(async move {
+                let pairs: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                TestClient::http1().get(&url, &pairs).await
+            })
+        })
+        .collect();
+    let mut replies = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        replies.push(task.await.expect("client task"));
+    }
+    replies
+}

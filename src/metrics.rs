@@ -309,6 +309,13 @@ impl Metrics {
         out
     }
 
+    /// Folds recorded histogram samples into their buckets. The exporter keeps raw samples until
+    /// then, so this must run often (the server does every second), scraped or not, or memory
+    /// grows with the request count.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
     /// The exposition text, with the cache gauges set to the given current values.
     pub fn render(&self, entries: u64, bytes: u64) -> String {
         self.cache_entries.set(entries as f64);

@@ -102,6 +102,16 @@ impl Bound {
             "listening"
         );
 
+        let upkeep = {
+            let metrics = gateway.metrics.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    metrics.upkeep();
+                }
+            })
+        };
         let (stop_admin, admin_stopped) = watch::channel(false);
         let admin_task = tokio::spawn(admin::serve(admin, gateway.clone(), admin_stopped));
 
@@ -137,6 +147,7 @@ impl Bound {
         }
         let _ = stop_admin.send(true);
         let _ = admin_task.await;
+        upkeep.abort();
         tracing::info!("stopped");
     }
 }

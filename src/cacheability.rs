@@ -83,7 +83,7 @@ pub fn judge(
     }
     let probe: OrderProbe = serde_json::from_slice(body).map_err(|_| NotStored::NotJson)?;
     match probe.id {
-        Some(id) if id.eq_ignore_ascii_case(order.as_str()) => {}
+        Some(id) if Guid::parse(&id) == Some(*order) => {}
         _ => return Err(NotStored::IdMismatch),
     }
     let version = match probe.attributes.and_then(|a| a.etag) {

@@ -302,8 +302,20 @@ async fn run(
 /// A copy of a header value in its own small allocation. Values parsed by hyper share the
 /// connection's whole read buffer; keeping one in a long-lived entry would keep that buffer
 /// (kilobytes) alive with it.
+/// The usual Content-Types are not copied at all but shared as static values.
 pub fn detach(value: &HeaderValue) -> HeaderValue {
-    HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone())
+    const COMMON: [&str; 3] = [
+        "application/json; charset=utf-8",
+        "application/json",
+        "application/json;charset=utf-8",
+    ];
+    COMMON
+        .iter()
+        .find(|c| c.as_bytes() == value.as_bytes())
+        .map(|c| HeaderValue::from_static(c))
+        .unwrap_or_else(|| {
+            HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone())
+        })
 }
 
 /// The prior entry, when the rules allow serving it because the upstream failed.

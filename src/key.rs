@@ -52,7 +52,7 @@ impl Hash for CacheKey {
 impl CacheKey {
     /// Bytes this key costs in the cache's byte bound.
     pub fn weight(&self) -> usize {
-        72 + self.locale.as_ref().map_or(0, |l| l.len()) + 32
+        32 + self.locale.as_ref().map_or(0, |l| l.len()) + 32
     }
 }
 

@@ -9,6 +9,7 @@
 //! entry. Purges also advance an epoch that in-flight fills check before storing, so a fill
 //! that started before a PATCH cannot put the old version back afterwards.
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -75,10 +76,18 @@ struct Index {
 impl Index {
     fn record(&mut self, key: &CacheKey, id: u64) {
         let variant = (key.locale.clone(), key.partition);
-        let variants = self.orders.entry(key.order).or_default();
-        match variants.iter_mut().find(|(v, _)| *v == variant) {
-            Some(slot) => slot.1 = id,
-            None => variants.push((variant, id)),
+        match self.orders.entry(key.order) {
+            // Most orders have one variant: an exact-size vector (a first push would reserve 4).
+            MapEntry::Vacant(slot) => {
+                slot.insert(vec![(variant, id)]);
+            }
+            MapEntry::Occupied(mut slot) => {
+                let variants = slot.get_mut();
+                match variants.iter_mut().find(|(v, _)| *v == variant) {
+                    Some(found) => found.1 = id,
+                    None => variants.push((variant, id)),
+                }
+            }
         }
         self.customers
             .entry(key.order.customer)

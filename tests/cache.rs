@@ -139,7 +139,7 @@ async fn stale_while_revalidate_serves_at_once_and_refreshes_once() {
         "MISS"
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
-    up.set_delay(Duration::from_millis(300));
+    up.set_delay(Duration::from_millis(1000));
     // A burst of requests in the stale window: all STALE at once, one refresh upstream.
     let urls = vec![order_url(&gw, &order); 10];
     for reply in concurrent_gets(urls, &[("authorization", TOKEN_A)]).await {

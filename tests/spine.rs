@@ -513,3 +513,29 @@ async fn shutdown_grace_bounds_the_drain() {
     assert!(started.elapsed() < Duration::from_secs(10));
     in_flight.abort();
 }
+
+#[tokio::test]
+async fn idle_keep_alive_connections_do_not_delay_the_exit() {
+    let mut gw = TestGateway::with(&closed_port().await, &[("server.shutdown_grace", "30s")]).await;
+    // One request on a keep-alive connection, answered, then the connection sits idle.
+    let mut idle = TcpStream::connect(gw.front).await.expect("connect");
+    idle.write_all(b"GET /x HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 502"));
+    let started = Instant::now();
+    gw.trigger_shutdown();
+    gw.stop().await;
+    // Far below the 30 s grace: idle connections are closed, not waited for.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(read_to_close(&mut idle).await.len(), 0);
+}

@@ -218,7 +218,7 @@ async fn fetch(
                 },
             );
             finish_passed(response.headers_mut(), correlation);
-            note.cache = Some(CacheState::Miss.as_str());
+            note.cache = Some(CacheState::Miss);
             response
                 .headers_mut()
                 .insert(&X_CACHE, CacheState::Miss.header());
@@ -236,7 +236,7 @@ async fn fetch(
                         *response.body_mut() = Body::empty();
                     }
                     finish_passed(response.headers_mut(), correlation);
-                    note.cache = Some(CacheState::Miss.as_str());
+                    note.cache = Some(CacheState::Miss);
                     response
                         .headers_mut()
                         .insert(&X_CACHE, CacheState::Miss.header());
@@ -247,7 +247,7 @@ async fn fetch(
                     let mut response = gateway
                         .forward_parts(parts, Body::empty(), true, correlation, note)
                         .await?;
-                    note.cache = Some(CacheState::Miss.as_str());
+                    note.cache = Some(CacheState::Miss);
                     response
                         .headers_mut()
                         .insert(&X_CACHE, CacheState::Miss.header());
@@ -274,7 +274,7 @@ async fn bypass(
     response
         .headers_mut()
         .insert(&X_CACHE, CacheState::Bypass.header());
-    note.cache = Some(CacheState::Bypass.as_str());
+    note.cache = Some(CacheState::Bypass);
     Ok(response)
 }
 
@@ -320,7 +320,7 @@ pub fn answer(
     note: &mut Note,
     now: Instant,
 ) -> Response<Body> {
-    note.cache = Some(state.as_str());
+    note.cache = Some(state);
     let not_modified = entry
         .etag
         .as_ref()

@@ -23,7 +23,7 @@ use crate::fill::{FillContext, Fills};
 use crate::forward;
 use crate::key::KeyMaker;
 use crate::metrics::Metrics;
-use crate::order;
+use crate::order::{self, CacheState};
 use crate::route::{self, Route};
 use crate::shield::{Refusal, Shield};
 use crate::store::Store;
@@ -48,7 +48,7 @@ pub struct Note {
     /// Status of the upstream response this request used, if one was received.
     pub upstream_status: Option<u16>,
     /// The `X-Cache` value sent, if any.
-    pub cache: Option<&'static str>,
+    pub cache: Option<CacheState>,
     /// Why the shield refused this request's upstream call, if it did.
     pub shield: Option<Refusal>,
 }
@@ -118,7 +118,7 @@ impl Gateway {
             }
         };
         self.metrics.request(
-            route.label(),
+            matches!(route, Route::Forward),
             response.status().as_u16(),
             note.cache,
             started.elapsed(),
@@ -235,7 +235,7 @@ fn access_log(
         path = uri.path(),
         route = route.label(),
         status = response.status().as_u16(),
-        cache = note.cache,
+        cache = note.cache.map(CacheState::as_str),
         upstream_status = note.upstream_status,
         shield = note.shield.map(Refusal::as_str),
         latency_ms,

@@ -87,12 +87,18 @@ pub fn upstream_request(
     Ok(request)
 }
 
+/// What every upstream answer passed to a client gets: hop-by-hop headers out, this hop in
+/// `Via`, this request's IDs.
+pub fn finish_head(headers: &mut HeaderMap, correlation: &Correlation) {
+    strip_hop_by_hop(headers);
+    add_via(headers);
+    correlation.apply(headers);
+}
+
 /// Turns the upstream's response into the client's, body streamed through.
 pub fn client_response(response: Response<Incoming>, correlation: &Correlation) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    add_via(&mut parts.headers);
-    correlation.apply(&mut parts.headers);
+    finish_head(&mut parts.headers, correlation);
     parts.version = Version::HTTP_11;
     Response::from_parts(parts, Body::from(body))
 }

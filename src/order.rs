@@ -87,8 +87,13 @@ pub async fn serve(
     let entry = gateway.store.get(&key).await;
     if let Some(entry) = &entry {
         let age = entry.age(now);
-        if entry.is_negative() {
-            if age <= config.negative_ttl && !directives.requires_revalidation(age) {
+        let fresh_for = if entry.is_negative() {
+            config.negative_ttl
+        } else {
+            config.ttl
+        };
+        if !directives.requires_revalidation(age) {
+            if age <= fresh_for {
                 return Ok(answer(
                     entry,
                     CacheState::Hit,
@@ -98,18 +103,8 @@ pub async fn serve(
                     now,
                 ));
             }
-        } else if !directives.requires_revalidation(age) {
-            if age <= config.ttl {
-                return Ok(answer(
-                    entry,
-                    CacheState::Hit,
-                    &parts,
-                    correlation,
-                    note,
-                    now,
-                ));
-            }
-            if age <= config.ttl + config.stale_while_revalidate {
+            // Remembered 404s are never served stale.
+            if !entry.is_negative() && age <= config.ttl + config.stale_while_revalidate {
                 if !directives.only_if_cached {
                     let scope = gateway.shield.scope_of(&gateway.keys, &parts.headers);
                     // One background refresh per key: a refresh in progress is joined, not
@@ -217,12 +212,8 @@ async fn fetch(
                     Body::full(body.clone())
                 },
             );
-            finish_passed(response.headers_mut(), correlation);
-            note.cache = Some(CacheState::Miss);
-            response
-                .headers_mut()
-                .insert(&X_CACHE, CacheState::Miss.header());
-            Ok(response)
+            forward::finish_head(response.headers_mut(), correlation);
+            Ok(marked(response, CacheState::Miss, note))
         }
         Outcome::Oversized(slot) => {
             let claimed = slot
@@ -235,23 +226,15 @@ async fn fetch(
                     if head_only {
                         *response.body_mut() = Body::empty();
                     }
-                    finish_passed(response.headers_mut(), correlation);
-                    note.cache = Some(CacheState::Miss);
-                    response
-                        .headers_mut()
-                        .insert(&X_CACHE, CacheState::Miss.header());
-                    Ok(response)
+                    forward::finish_head(response.headers_mut(), correlation);
+                    Ok(marked(response, CacheState::Miss, note))
                 }
                 // Someone else is streaming the one oversized answer; fetch our own copy.
                 None => {
-                    let mut response = gateway
+                    let response = gateway
                         .forward_parts(parts, Body::empty(), true, correlation, note)
                         .await?;
-                    note.cache = Some(CacheState::Miss);
-                    response
-                        .headers_mut()
-                        .insert(&X_CACHE, CacheState::Miss.header());
-                    Ok(response)
+                    Ok(marked(response, CacheState::Miss, note))
                 }
             }
         }
@@ -270,12 +253,15 @@ async fn bypass(
     correlation: &Correlation,
     note: &mut Note,
 ) -> Result<Response<Body>, GatewayError> {
-    let mut response = gateway.forward(request, true, correlation, note).await?;
+    let response = gateway.forward(request, true, correlation, note).await?;
+    Ok(marked(response, CacheState::Bypass, note))
+}
+
+/// Sets the gateway's `X-Cache` on an answer that passed through (replacing the upstream's).
+fn marked(mut response: Response<Body>, state: CacheState, note: &mut Note) -> Response<Body> {
+    response.headers_mut().insert(&X_CACHE, state.header());
+    note.cache = Some(state);
     response
-        .headers_mut()
-        .insert(&X_CACHE, CacheState::Bypass.header());
-    note.cache = Some(CacheState::Bypass);
-    Ok(response)
 }
 
 /// The upstream request of a fill: always a GET for the whole order, without the client's
@@ -302,13 +288,6 @@ fn fill_request(
         headers.remove(name);
     }
     Ok(request)
-}
-
-/// Hop-by-hop removal, `Via` and this request's IDs on an upstream answer passed through.
-fn finish_passed(headers: &mut HeaderMap, correlation: &Correlation) {
-    forward::strip_hop_by_hop(headers);
-    forward::add_via(headers);
-    correlation.apply(headers);
 }
 
 /// An answer from an entry: 304 when `If-None-Match` matches, else the stored order (or 404).

@@ -84,7 +84,7 @@ pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<B
 
 /// `GET /metrics`: the Prometheus text format, cache gauges current as of this scrape.
 async fn metrics(gateway: &Gateway) -> Response<Body> {
-    let (entries, bytes) = gateway.store.usage().await;
+    let (entries, bytes) = gateway.store.usage();
     let mut response = Response::new(Body::full(gateway.metrics.render(entries, bytes)));
     let headers = response.headers_mut();
     headers.insert(
@@ -97,7 +97,7 @@ async fn metrics(gateway: &Gateway) -> Response<Body> {
 
 /// `GET /cache/stats`: what is in the cache and how it has been used since start.
 async fn stats(gateway: &Gateway) -> Response<Body> {
-    let (entries, bytes) = gateway.store.usage().await;
+    let (entries, bytes) = gateway.store.usage();
     let outcomes = gateway.metrics.outcomes();
     let count = |label: &str| {
         outcomes
@@ -152,9 +152,9 @@ async fn cache_admin(gateway: &Gateway, method: &Method, path: &str) -> Response
         );
     };
     let purged = match target {
-        Purge::All => gateway.store.purge_all().await,
-        Purge::Customer(customer) => gateway.store.purge_customer(customer).await,
-        Purge::Order(order) => gateway.store.purge_order(order).await,
+        Purge::All => gateway.store.purge_all(),
+        Purge::Customer(customer) => gateway.store.purge_customer(customer),
+        Purge::Order(order) => gateway.store.purge_order(order),
     };
     tracing::info!(purged, ?target, "cache purged by admin request");
     json(StatusCode::OK, format!(r#"{{"purged":{purged}}}"#))

@@ -35,6 +35,16 @@ impl Correlation {
         headers.insert(REQUEST_ID.clone(), self.request_id.clone());
     }
 
+    /// The span that ties a request's log lines (and its fill's) to its IDs. Made only where
+    /// something may log: a plain hit never creates one.
+    pub fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "request",
+            correlation_id = self.correlation_str(),
+            request_id = self.request_str(),
+        )
+    }
+
     /// The correlation ID as text (it is always ASCII: a GUID).
     pub fn correlation_str(&self) -> &str {
         self.correlation_id.to_str().unwrap_or_default()

@@ -161,7 +161,7 @@ async fn run(
 ) -> Outcome {
     let epoch = ctx.store.epoch();
     // Someone may have stored a newer entry between this caller's lookup and now.
-    if let Some(current) = ctx.store.get(key).await {
+    if let Some(current) = ctx.store.get(key) {
         let newer = prior.as_ref().is_none_or(|p| p.id != current.id);
         if newer && !current.is_negative() && current.age(Instant::now()) <= ctx.config.ttl {
             return Outcome::Entry {
@@ -222,7 +222,7 @@ async fn run(
     if status == StatusCode::NOT_MODIFIED {
         if let Some(prior) = prior.as_ref().filter(|p| p.etag.is_some()) {
             let entry = Arc::new(refreshed(ctx, prior));
-            ctx.store.insert(key.clone(), entry.clone(), epoch).await;
+            ctx.store.insert(key.clone(), entry.clone(), epoch);
             return Outcome::Entry {
                 entry,
                 state: Fetched::Revalidated,
@@ -249,7 +249,7 @@ async fn run(
             etag: None,
             stored_at: Instant::now(),
         });
-        ctx.store.insert(key.clone(), entry.clone(), epoch).await;
+        ctx.store.insert(key.clone(), entry.clone(), epoch);
         return Outcome::Entry {
             entry,
             state: Fetched::Miss,
@@ -276,7 +276,7 @@ async fn run(
                 etag: Some(storable.etag),
                 stored_at: Instant::now(),
             });
-            ctx.store.insert(key.clone(), entry.clone(), epoch).await;
+            ctx.store.insert(key.clone(), entry.clone(), epoch);
             Outcome::Entry {
                 entry,
                 state: if unchanged {

@@ -1,7 +1,8 @@
 //! Stage 4 — answering an order-by-ID request from the cache (SPEC §4).
 //!
-//! One linear function, [`serve`]: eligibility (else BYPASS) → lookup → freshness → conditional
-//! answer, or a coalesced fill/revalidation → answer. [`CacheState`] is the vocabulary of the
+//! Two steps: [`lookup`], synchronous — eligibility (else BYPASS) → lookup → freshness →
+//! conditional answer — which answers every hit without building a future; and [`fetch`] for
+//! the rest — a coalesced fill/revalidation → answer. [`CacheState`] is the vocabulary of the
 //! outcome: its `as_str()` is both the `X-Cache` value and the log/metric label.
 
 use std::sync::Arc;
@@ -63,14 +64,37 @@ impl From<Fetched> for CacheState {
     }
 }
 
-/// Answers `GET`/`HEAD` of one order.
-pub async fn serve(
+/// What the cache makes of an order request without waiting for anything.
+pub enum Lookup {
+    /// Answered from memory: HIT, a fresh remembered 404, STALE (while one refresh runs), or
+    /// the 304 of any of them.
+    Answered(Response<Body>),
+    /// Needs the upstream, coalesced with every other request for the key.
+    Fetch(Pending),
+    /// Not eligible for the cache: forwarded untouched, marked `BYPASS`.
+    Bypass(Request<Incoming>),
+}
+
+/// An order request that waits for a fill, with what the lookup already worked out.
+pub struct Pending {
+    parts: request::Parts,
+    key: CacheKey,
+    /// The entry held for the key (expired or revalidation required), if any: sent as
+    /// `If-None-Match`, and served STALE if the upstream fails or the shield refuses.
+    prior: Option<Arc<Entry>>,
+    scope: ScopeKey,
+}
+
+/// The synchronous half of answering `GET`/`HEAD` of one order: eligibility (else BYPASS) →
+/// lookup → freshness → conditional answer. A hit never builds a future: the whole answer is
+/// made here, and only a request that needs the upstream goes on to [`fetch`].
+pub fn lookup(
     gateway: &Gateway,
     request: Request<Incoming>,
     order: OrderRef,
     correlation: &Correlation,
     note: &mut Note,
-) -> Result<Response<Body>, GatewayError> {
+) -> Result<Lookup, GatewayError> {
     let config = &gateway.config.cache;
     let directives = RequestDirectives::parse(request.headers());
     let key = if config.enabled && !directives.no_store {
@@ -79,12 +103,12 @@ pub async fn serve(
         None
     };
     let Some(key) = key else {
-        return Box::pin(bypass(gateway, request, correlation, note)).await;
+        return Ok(Lookup::Bypass(request));
     };
     let (parts, _body) = request.into_parts();
 
     let now = Instant::now();
-    let entry = gateway.store.get(&key).await;
+    let entry = gateway.store.get(&key);
     if let Some(entry) = &entry {
         let age = entry.age(now);
         let fresh_for = if entry.is_negative() {
@@ -94,21 +118,17 @@ pub async fn serve(
         };
         if !directives.requires_revalidation(age) {
             if age <= fresh_for {
-                return Ok(answer(
-                    entry,
-                    CacheState::Hit,
-                    &parts,
-                    correlation,
-                    note,
-                    now,
-                ));
+                let response = answer(entry, CacheState::Hit, &parts, correlation, note, now);
+                return Ok(Lookup::Answered(response));
             }
             // Remembered 404s are never served stale.
             if !entry.is_negative() && age <= config.ttl + config.stale_while_revalidate {
                 if !directives.only_if_cached {
                     let scope = gateway.shield.scope_of(&gateway.keys, &parts.headers);
                     // One background refresh per key: a refresh in progress is joined, not
-                    // repeated, and runs on even though nobody waits for it.
+                    // repeated, and runs on even though nobody waits for it. Its logs carry
+                    // this request's IDs.
+                    let _span = correlation.span().entered();
                     let _ = gateway.fills.start_or_join(
                         &gateway.fill_context,
                         &key,
@@ -117,14 +137,8 @@ pub async fn serve(
                         || fill_request(gateway, &parts, correlation),
                     );
                 }
-                return Ok(answer(
-                    entry,
-                    CacheState::Stale,
-                    &parts,
-                    correlation,
-                    note,
-                    now,
-                ));
+                let response = answer(entry, CacheState::Stale, &parts, correlation, note, now);
+                return Ok(Lookup::Answered(response));
             }
         }
     }
@@ -132,32 +146,29 @@ pub async fn serve(
         return Err(GatewayError::NotCached);
     }
     let scope = gateway.shield.scope_of(&gateway.keys, &parts.headers);
-
-    let prior = entry.filter(|e| !e.is_negative());
-    // The upstream path lives in its own (boxed) future so the hit path's future stays small.
-    Box::pin(fetch(
-        gateway,
-        &parts,
-        &key,
-        prior,
+    Ok(Lookup::Fetch(Pending {
+        parts,
+        key,
+        prior: entry.filter(|e| !e.is_negative()),
         scope,
-        correlation,
-        note,
-    ))
-    .await
+    }))
 }
 
 /// Asks the upstream (coalesced with every other request for the key) and answers from what
 /// comes back.
-async fn fetch(
+pub async fn fetch(
     gateway: &Gateway,
-    parts: &request::Parts,
-    key: &CacheKey,
-    prior: Option<Arc<Entry>>,
-    scope: ScopeKey,
+    pending: Pending,
     correlation: &Correlation,
     note: &mut Note,
 ) -> Result<Response<Body>, GatewayError> {
+    let Pending {
+        parts,
+        key,
+        prior,
+        scope,
+    } = pending;
+    let (parts, key) = (&parts, &key);
     let head_only = parts.method == Method::HEAD;
     let (outcome, joined) =
         gateway
@@ -247,7 +258,7 @@ async fn fetch(
 }
 
 /// Forwards an ineligible request untouched; the answer is marked `BYPASS`.
-async fn bypass(
+pub async fn bypass(
     gateway: &Gateway,
     request: Request<Incoming>,
     correlation: &Correlation,

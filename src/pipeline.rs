@@ -1,15 +1,18 @@
-//! The life of one front request, start to finish, as one linear function.
+//! The life of one front request, start to finish.
 //!
 //! [`Gateway::handle`] is the outer handler: it never fails. It assigns the correlation IDs,
-//! decides the route, runs the inner handler (which returns `Result` and uses `?`), turns an
-//! error into the SPEC §7 answer, survives a panic, and writes the one access line of SPEC §9.
-//! Reading [`Gateway::serve`] tells the order of events for every kind of request.
+//! decides the route, asks the cache (synchronously: a hit is answered on the spot), hands
+//! whatever must wait for the upstream to [`Gateway::wait`], and ends every request in
+//! [`Gateway::finish`], which turns an error into the SPEC §7 answer and writes the one access
+//! line of SPEC §9. A panic anywhere in a request's handling becomes that request's 500.
 
+use std::future::{ready, Ready};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::future::{BoxFuture, Either};
 use futures_util::FutureExt;
 use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
@@ -23,7 +26,7 @@ use crate::fill::{FillContext, Fills};
 use crate::forward;
 use crate::key::KeyMaker;
 use crate::metrics::Metrics;
-use crate::order::{self, CacheState};
+use crate::order::{self, CacheState, Lookup};
 use crate::route::{self, Route};
 use crate::shield::{Refusal, Shield};
 use crate::store::Store;
@@ -42,7 +45,29 @@ pub struct Gateway {
     draining: AtomicBool,
 }
 
-/// What the inner handler learned that the access line reports.
+/// The response of [`Gateway::handle`]: ready at once when memory answered, else boxed.
+pub type Handling = Either<Ready<Response<Body>>, BoxFuture<'static, Response<Body>>>;
+
+/// What a request carries from arrival to its access line.
+struct Exchange {
+    started: Instant,
+    route: Route,
+    method: Method,
+    uri: Uri,
+    correlation: Correlation,
+}
+
+/// A request that has to wait for the upstream.
+enum Waiting {
+    /// An order request for a fill (coalesced per key).
+    Fill(order::Pending),
+    /// An order request not eligible for the cache.
+    Bypass(Request<Incoming>),
+    /// Anything else Partner Center serves.
+    Forward(Request<Incoming>),
+}
+
+/// What the handler learned that the access line reports.
 #[derive(Debug, Default)]
 pub struct Note {
     /// Status of the upstream response this request used, if one was received.
@@ -90,64 +115,96 @@ impl Gateway {
         self.draining.store(true, Ordering::Relaxed);
     }
 
-    /// The outer handler: always produces a response, and logs it once.
-    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
-        let started = Instant::now();
-        let correlation = Correlation::from_request(request.headers());
-        let route = route::classify(request.method(), request.uri());
-        let method = request.method().clone();
-        let uri = request.uri().clone();
-        let span = tracing::info_span!(
-            "request",
-            correlation_id = correlation.correlation_str(),
-            request_id = correlation.request_str(),
-        );
+    /// The outer handler: always produces a response, and logs it once. What the cache can
+    /// answer from memory is answered here, synchronously, and the returned future is already
+    /// complete; only work that waits for the upstream becomes a (boxed) future.
+    pub fn handle(self: &Arc<Self>, request: Request<Incoming>) -> Handling {
+        let mut exchange = Exchange {
+            started: Instant::now(),
+            route: route::classify(request.method(), request.uri()),
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            correlation: Correlation::from_request(request.headers()),
+        };
         let mut note = Note::default();
-        let inner = self
-            .serve(request, route, &correlation, &mut note)
-            .instrument(span.clone());
-        let response = match contain_panic(inner).await {
+        let waiting = match exchange.route {
+            Route::InvalidId(field) => Err(GatewayError::InvalidIdentifier(field)),
+            Route::Forward => Ok(Waiting::Forward(request)),
+            Route::Order(order) => {
+                let correlation = &exchange.correlation;
+                let looked = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    order::lookup(self, request, order, correlation, &mut note)
+                }))
+                .unwrap_or(Err(GatewayError::Internal));
+                match looked {
+                    Ok(Lookup::Answered(response)) => {
+                        return Either::Left(ready(self.finish(&mut exchange, note, Ok(response))))
+                    }
+                    Ok(Lookup::Fetch(pending)) => Ok(Waiting::Fill(pending)),
+                    Ok(Lookup::Bypass(request)) => Ok(Waiting::Bypass(request)),
+                    Err(error) => Err(error),
+                }
+            }
+        };
+        match waiting {
+            Ok(waiting) => Either::Right(Box::pin(self.clone().wait(waiting, exchange, note))),
+            Err(error) => Either::Left(ready(self.finish(&mut exchange, note, Err(error)))),
+        }
+    }
+
+    /// The part of a request that waits for the upstream, under the request's span.
+    async fn wait(
+        self: Arc<Self>,
+        waiting: Waiting,
+        mut exchange: Exchange,
+        mut note: Note,
+    ) -> Response<Body> {
+        let correlation = &exchange.correlation;
+        let work = async {
+            match waiting {
+                Waiting::Fill(pending) => {
+                    order::fetch(&self, pending, correlation, &mut note).await
+                }
+                Waiting::Bypass(request) => {
+                    order::bypass(&self, request, correlation, &mut note).await
+                }
+                Waiting::Forward(request) => {
+                    self.forward(request, false, correlation, &mut note).await
+                }
+            }
+        };
+        let result = contain_panic(work.instrument(correlation.span())).await;
+        self.finish(&mut exchange, note, result)
+    }
+
+    /// Every request ends here: an error becomes its SPEC §7 answer, then metrics and the
+    /// access line.
+    fn finish(
+        &self,
+        exchange: &mut Exchange,
+        mut note: Note,
+        result: Result<Response<Body>, GatewayError>,
+    ) -> Response<Body> {
+        let correlation = &exchange.correlation;
+        let response = match result {
             Ok(response) => response,
             Err(error) => {
                 if matches!(error, GatewayError::Internal) {
-                    let _entered = span.enter();
+                    let _span = correlation.span().entered();
                     tracing::error!("request handler panicked; answered 500");
                 }
                 note.cache = None;
-                error.into_response(&correlation)
+                error.into_response(correlation)
             }
         };
         self.metrics.request(
-            matches!(route, Route::Forward),
+            matches!(exchange.route, Route::Forward),
             response.status().as_u16(),
             note.cache,
-            started.elapsed(),
+            exchange.started.elapsed(),
         );
-        access_log(
-            &method,
-            &uri,
-            route,
-            &response,
-            &note,
-            started,
-            &correlation,
-        );
+        access_log(exchange, &response, &note);
         response
-    }
-
-    /// The inner handler: route → (cache) → upstream, with early exits.
-    async fn serve(
-        &self,
-        request: Request<Incoming>,
-        route: Route,
-        correlation: &Correlation,
-        note: &mut Note,
-    ) -> Result<Response<Body>, GatewayError> {
-        match route {
-            Route::InvalidId(field) => Err(GatewayError::InvalidIdentifier(field)),
-            Route::Order(order) => order::serve(self, request, order, correlation, note).await,
-            Route::Forward => Box::pin(self.forward(request, false, correlation, note)).await,
-        }
     }
 
     /// Sends a request upstream as it came and streams the answer back, through the shield
@@ -190,7 +247,7 @@ impl Gateway {
         }
         if response.status().is_success() && !is_safe(&parts.method) {
             if let Some(order) = route::order_at_or_below(parts.uri.path()) {
-                let purged = self.store.purge_order(order).await;
+                let purged = self.store.purge_order(order);
                 tracing::debug!(purged, "order invalidated by a successful unsafe request");
             }
         }
@@ -219,28 +276,19 @@ where
 }
 
 /// The one access line of SPEC §9. Never the query string, `Authorization` or a body.
-fn access_log(
-    method: &Method,
-    uri: &Uri,
-    route: Route,
-    response: &Response<Body>,
-    note: &Note,
-    started: Instant,
-    correlation: &Correlation,
-) {
-    let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+fn access_log(exchange: &Exchange, response: &Response<Body>, note: &Note) {
     tracing::info!(
         target: "partner_gateway::access",
-        method = method.as_str(),
-        path = uri.path(),
-        route = route.label(),
+        method = exchange.method.as_str(),
+        path = exchange.uri.path(),
+        route = exchange.route.label(),
         status = response.status().as_u16(),
         cache = note.cache.map(CacheState::as_str),
         upstream_status = note.upstream_status,
         shield = note.shield.map(Refusal::as_str),
-        latency_ms,
-        correlation_id = correlation.correlation_str(),
-        request_id = correlation.request_str(),
+        latency_ms = (exchange.started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+        correlation_id = exchange.correlation.correlation_str(),
+        request_id = exchange.correlation.request_str(),
         "request"
     );
 }

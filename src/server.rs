@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -191,10 +192,7 @@ fn spawn_connection(
             Ok(Ok(n)) if n > 0 => {}
             _ => return,
         }
-        let service = service_fn(move |request| {
-            let gateway = gateway.clone();
-            async move { Ok::<_, Infallible>(gateway.handle(request).await) }
-        });
+        let service = service_fn(move |request| gateway.handle(request).map(Ok::<_, Infallible>));
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::HeaderValue;
 use http::StatusCode;
-use moka::future::Cache;
 use moka::notification::RemovalCause;
+use moka::sync::Cache;
 
 use crate::config::CacheConfig;
 use crate::key::{CacheKey, PartitionId};
@@ -187,9 +187,10 @@ impl Store {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The entry for a key, whatever its age.
-    pub async fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        self.cache.get(key).await
+    /// The entry for a key, whatever its age. Synchronous, so that a hit is answered without
+    /// building a future at all.
+    pub fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        self.cache.get(key)
     }
 
     /// The purge epoch: read before a fill, compared before storing its result.
@@ -198,7 +199,7 @@ impl Store {
     }
 
     /// Stores an entry unless a purge happened since `epoch` was read. Returns whether stored.
-    pub async fn insert(&self, key: CacheKey, entry: Arc<Entry>, epoch: u64) -> bool {
+    pub fn insert(&self, key: CacheKey, entry: Arc<Entry>, epoch: u64) -> bool {
         {
             let mut index = lock(&self.index);
             if self.epoch() != epoch {
@@ -206,22 +207,22 @@ impl Store {
             }
             index.record(&key, entry.id);
         }
-        self.cache.insert(key, entry).await;
+        self.cache.insert(key, entry);
         true
     }
 
     /// Drops every entry of one order, in every partition and locale.
-    pub async fn purge_order(&self, order: OrderRef) -> usize {
+    pub fn purge_order(&self, order: OrderRef) -> usize {
         let keys = {
             let mut index = lock(&self.index);
             self.epoch.fetch_add(1, Ordering::AcqRel);
             index.take_order(order)
         };
-        self.remove_all(keys).await
+        self.remove_all(keys)
     }
 
     /// Drops every entry of one customer.
-    pub async fn purge_customer(&self, customer: Guid) -> usize {
+    pub fn purge_customer(&self, customer: Guid) -> usize {
         let keys: Vec<CacheKey> = {
             let mut index = lock(&self.index);
             self.epoch.fetch_add(1, Ordering::AcqRel);
@@ -231,11 +232,11 @@ impl Store {
                 .flat_map(|order| index.take_order(OrderRef { customer, order }))
                 .collect()
         };
-        self.remove_all(keys).await
+        self.remove_all(keys)
     }
 
     /// Drops everything.
-    pub async fn purge_all(&self) -> usize {
+    pub fn purge_all(&self) -> usize {
         let keys: Vec<CacheKey> = {
             let mut index = lock(&self.index);
             self.epoch.fetch_add(1, Ordering::AcqRel);
@@ -245,22 +246,18 @@ impl Store {
                 .flat_map(|order| index.take_order(order))
                 .collect()
         };
-        self.remove_all(keys).await
+        self.remove_all(keys)
     }
 
-    async fn remove_all(&self, keys: Vec<CacheKey>) -> usize {
-        let mut removed = 0;
-        for key in keys {
-            if self.cache.remove(&key).await.is_some() {
-                removed += 1;
-            }
-        }
-        removed
+    fn remove_all(&self, keys: Vec<CacheKey>) -> usize {
+        keys.iter()
+            .filter(|key| self.cache.remove(*key).is_some())
+            .count()
     }
 
     /// Entry count and weighted bytes, after moka's pending maintenance (so they are current).
-    pub async fn usage(&self) -> (u64, u64) {
-        self.cache.run_pending_tasks().await;
+    pub fn usage(&self) -> (u64, u64) {
+        self.cache.run_pending_tasks();
         (self.cache.entry_count(), self.cache.weighted_size())
     }
 }
@@ -301,51 +298,44 @@ mod tests {
     const O1: &str = "00000000-0000-0000-0000-0000000000a1";
     const O2: &str = "00000000-0000-0000-0000-0000000000a2";
 
-    #[tokio::test]
-    async fn purges_by_order_customer_and_all_through_the_index() {
+    #[test]
+    fn purges_by_order_customer_and_all_through_the_index() {
         let config = Config::defaults().expect("defaults");
         let store = Store::new(&config.cache, Arc::default());
         let maker = KeyMaker::new(config.cache.partition);
         let epoch = store.epoch();
         for (c, o) in [(C1, O1), (C1, O2), (C2, O1)] {
             for token in ["Bearer a", "Bearer b"] {
-                let stored = store
-                    .insert(key(&maker, order(c, o), token), entry(&store, "{}"), epoch)
-                    .await;
+                let stored =
+                    store.insert(key(&maker, order(c, o), token), entry(&store, "{}"), epoch);
                 assert!(stored);
             }
         }
-        assert_eq!(store.usage().await.0, 6);
-        assert_eq!(store.purge_order(order(C1, O1)).await, 2);
-        assert_eq!(store.purge_order(order(C1, O1)).await, 0);
-        assert_eq!(store.purge_customer(Guid::parse(C1).expect("c")).await, 2);
-        assert_eq!(store.purge_all().await, 2);
-        assert_eq!(store.usage().await.0, 0);
+        assert_eq!(store.usage().0, 6);
+        assert_eq!(store.purge_order(order(C1, O1)), 2);
+        assert_eq!(store.purge_order(order(C1, O1)), 0);
+        assert_eq!(store.purge_customer(Guid::parse(C1).expect("c")), 2);
+        assert_eq!(store.purge_all(), 2);
+        assert_eq!(store.usage().0, 0);
         // A fill that read the epoch before a purge does not store afterwards.
-        let stale = store
-            .insert(
-                key(&maker, order(C1, O1), "Bearer a"),
-                entry(&store, "{}"),
-                epoch,
-            )
-            .await;
+        let stale = store.insert(
+            key(&maker, order(C1, O1), "Bearer a"),
+            entry(&store, "{}"),
+            epoch,
+        );
         assert!(!stale);
     }
 
-    #[tokio::test]
-    async fn replaced_entries_keep_their_index_record() {
+    #[test]
+    fn replaced_entries_keep_their_index_record() {
         let config = Config::defaults().expect("defaults");
         let store = Store::new(&config.cache, Arc::default());
         let maker = KeyMaker::new(config.cache.partition);
         let k = key(&maker, order(C1, O1), "Bearer a");
         let epoch = store.epoch();
-        assert!(store.insert(k.clone(), entry(&store, "{}"), epoch).await);
-        assert!(
-            store
-                .insert(k.clone(), entry(&store, "{\"v\":2}"), epoch)
-                .await
-        );
-        store.usage().await;
-        assert_eq!(store.purge_order(order(C1, O1)).await, 1);
+        assert!(store.insert(k.clone(), entry(&store, "{}"), epoch));
+        assert!(store.insert(k.clone(), entry(&store, "{\"v\":2}"), epoch));
+        store.usage();
+        assert_eq!(store.purge_order(order(C1, O1)), 1);
     }
 }

@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Uri};
 use partner_gateway::conditional::if_none_match_matches;
 use partner_gateway::config::Partition;
 use partner_gateway::correlation::Correlation;
-use partner_gateway::key::KeyMaker;
+use partner_gateway::key::{CredentialMemo, KeyMaker};
 use partner_gateway::order::{answer, CacheState};
 use partner_gateway::pipeline::Note;
 use partner_gateway::route::{classify, Route};
@@ -44,8 +44,14 @@ fn bench(c: &mut Criterion) {
 
     let keys = KeyMaker::new(Partition::Credential);
     let h = headers();
+    // A fresh memo each time: the hash itself (a connection's first request).
     c.bench_function("key::KeyMaker::key (credential hash)", |b| {
-        b.iter(|| keys.key(black_box(order), black_box(&h)))
+        b.iter(|| keys.key(black_box(order), black_box(&h), &CredentialMemo::default()))
+    });
+    // The same connection's next requests: the credential compared, not hashed.
+    let memo = CredentialMemo::default();
+    c.bench_function("key::KeyMaker::key (same connection, memo)", |b| {
+        b.iter(|| keys.key(black_box(order), black_box(&h), &memo))
     });
 
     c.bench_function("correlation::Correlation::from_request (mint both)", |b| {

@@ -5,6 +5,7 @@
 //! the `Authorization` value under a random per-process key: entries of two credentials can
 //! never meet, and the raw credential is never stored, not even inside the key.
 
+use std::cell::Cell;
 use std::hash::{Hash, Hasher};
 
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
@@ -56,6 +57,13 @@ impl CacheKey {
     }
 }
 
+/// The last credential seen on one client connection, with its fingerprint. A keep-alive
+/// connection nearly always carries one credential, and hashing it (a Partner Center bearer
+/// token is a 1–2 KB JWT) costs more than the rest of a hit, where comparing it costs little.
+/// One per connection: a client's credential is only ever compared with its own.
+#[derive(Default)]
+pub struct CredentialMemo(Cell<Option<(HeaderValue, [u8; 32])>>);
+
 /// Builds keys; holds the per-process secret of the credential hash.
 pub struct KeyMaker {
     mode: Partition,
@@ -72,27 +80,45 @@ impl KeyMaker {
     }
 
     /// A credential's keyed hash: stable within this process, meaningless outside it.
-    pub fn fingerprint(&self, authorization: &HeaderValue) -> [u8; 32] {
-        *blake3::keyed_hash(&self.secret, authorization.as_bytes()).as_bytes()
+    /// Taken from `memo` when the connection's previous request carried the same credential.
+    pub fn fingerprint(&self, authorization: &HeaderValue, memo: &CredentialMemo) -> [u8; 32] {
+        let last = memo.0.take();
+        let fingerprint = match last {
+            Some((value, fingerprint)) if value == authorization => {
+                memo.0.set(Some((value, fingerprint)));
+                return fingerprint;
+            }
+            _ => *blake3::keyed_hash(&self.secret, authorization.as_bytes()).as_bytes(),
+        };
+        // Copied: a value parsed by hyper would keep the connection's read buffer alive.
+        if let Ok(value) = HeaderValue::from_bytes(authorization.as_bytes()) {
+            memo.0.set(Some((value, fingerprint)));
+        }
+        fingerprint
     }
 
     /// The partition a credential belongs to.
-    pub fn partition(&self, authorization: &HeaderValue) -> PartitionId {
+    pub fn partition(&self, authorization: &HeaderValue, memo: &CredentialMemo) -> PartitionId {
         match self.mode {
             Partition::Shared => PartitionId(None),
-            Partition::Credential => PartitionId(Some(self.fingerprint(authorization))),
+            Partition::Credential => PartitionId(Some(self.fingerprint(authorization, memo))),
         }
     }
 
     /// The key of an order-by-ID request, or `None` when it carries no `Authorization`
     /// (such requests are never cached nor served from cache, in either mode).
-    pub fn key(&self, order: OrderRef, headers: &HeaderMap) -> Option<CacheKey> {
+    pub fn key(
+        &self,
+        order: OrderRef,
+        headers: &HeaderMap,
+        memo: &CredentialMemo,
+    ) -> Option<CacheKey> {
         let authorization = headers.get(AUTHORIZATION)?;
         Some(CacheKey {
             order,
             // Copied: a value parsed by hyper would keep the client's read buffer alive.
             locale: headers.get(X_LOCALE).map(crate::fill::detach),
-            partition: self.partition(authorization),
+            partition: self.partition(authorization, memo),
         })
     }
 }
@@ -121,49 +147,58 @@ mod tests {
             .collect()
     }
 
+    fn key_of(maker: &KeyMaker, pairs: &[(&'static str, &'static str)]) -> Option<CacheKey> {
+        maker.key(order(), &headers(pairs), &CredentialMemo::default())
+    }
+
     #[test]
     fn credential_mode_separates_tokens_and_hides_them() {
         let maker = KeyMaker::new(Partition::Credential);
-        let a = maker
-            .key(order(), &headers(&[("authorization", "Bearer a")]))
-            .expect("a");
-        let a2 = maker
-            .key(order(), &headers(&[("authorization", "Bearer a")]))
-            .expect("a");
-        let b = maker
-            .key(order(), &headers(&[("authorization", "Bearer b")]))
-            .expect("b");
+        let a = key_of(&maker, &[("authorization", "Bearer a")]).expect("a");
+        let a2 = key_of(&maker, &[("authorization", "Bearer a")]).expect("a");
+        let b = key_of(&maker, &[("authorization", "Bearer b")]).expect("b");
         assert_eq!(a, a2);
         assert_ne!(a, b);
         assert!(!format!("{a:?}").contains("Bearer"));
         // Another process (another secret) hashes the same token differently.
         let other = KeyMaker::new(Partition::Credential);
-        let a3 = other
-            .key(order(), &headers(&[("authorization", "Bearer a")]))
-            .expect("a");
+        let a3 = key_of(&other, &[("authorization", "Bearer a")]).expect("a");
         assert_ne!(a.partition, a3.partition);
+    }
+
+    #[test]
+    fn a_connection_memo_never_answers_for_another_credential() {
+        let maker = KeyMaker::new(Partition::Credential);
+        let memo = CredentialMemo::default();
+        let key = |token| {
+            maker
+                .key(order(), &headers(&[("authorization", token)]), &memo)
+                .expect("key")
+        };
+        let (a, b, a_again) = (key("Bearer a"), key("Bearer b"), key("Bearer a"));
+        assert_ne!(a.partition, b.partition);
+        assert_eq!(a.partition, a_again.partition);
+        assert_eq!(
+            a.partition,
+            key_of(&maker, &[("authorization", "Bearer a")])
+                .expect("a")
+                .partition
+        );
     }
 
     #[test]
     fn shared_mode_and_locale_and_no_credential() {
         let maker = KeyMaker::new(Partition::Shared);
-        let a = maker
-            .key(order(), &headers(&[("authorization", "Bearer a")]))
-            .expect("a");
-        let b = maker
-            .key(order(), &headers(&[("authorization", "Bearer b")]))
-            .expect("b");
+        let a = key_of(&maker, &[("authorization", "Bearer a")]).expect("a");
+        let b = key_of(&maker, &[("authorization", "Bearer b")]).expect("b");
         assert_eq!(a, b);
-        let fr = maker
-            .key(
-                order(),
-                &headers(&[("authorization", "Bearer a"), ("x-locale", "fr-FR")]),
-            )
-            .expect("fr");
+        let fr = key_of(
+            &maker,
+            &[("authorization", "Bearer a"), ("x-locale", "fr-FR")],
+        )
+        .expect("fr");
         assert_ne!(a, fr);
-        assert!(maker.key(order(), &headers(&[])).is_none());
-        assert!(KeyMaker::new(Partition::Credential)
-            .key(order(), &headers(&[]))
-            .is_none());
+        assert!(key_of(&maker, &[]).is_none());
+        assert!(key_of(&KeyMaker::new(Partition::Credential), &[]).is_none());
     }
 }

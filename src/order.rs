@@ -18,7 +18,7 @@ use crate::correlation::{Correlation, CORRELATION_ID, REQUEST_ID};
 use crate::error::GatewayError;
 use crate::fill::{Fetched, Outcome};
 use crate::forward;
-use crate::key::CacheKey;
+use crate::key::{CacheKey, CredentialMemo};
 use crate::pipeline::{Gateway, Note};
 use crate::route::OrderRef;
 use crate::shield::ScopeKey;
@@ -87,18 +87,21 @@ pub struct Pending {
 
 /// The synchronous half of answering `GET`/`HEAD` of one order: eligibility (else BYPASS) →
 /// lookup → freshness → conditional answer. A hit never builds a future: the whole answer is
-/// made here, and only a request that needs the upstream goes on to [`fetch`].
+/// made here, and only a request that needs the upstream goes on to [`fetch`]. `now` is the
+/// request's arrival; `memo`, its connection's last credential.
 pub fn lookup(
     gateway: &Gateway,
     request: Request<Incoming>,
     order: OrderRef,
+    now: Instant,
     correlation: &Correlation,
+    memo: &CredentialMemo,
     note: &mut Note,
 ) -> Result<Lookup, GatewayError> {
     let config = &gateway.config.cache;
     let directives = RequestDirectives::parse(request.headers());
     let key = if config.enabled && !directives.no_store {
-        gateway.keys.key(order, request.headers())
+        gateway.keys.key(order, request.headers(), memo)
     } else {
         None
     };
@@ -107,7 +110,6 @@ pub fn lookup(
     };
     let (parts, _body) = request.into_parts();
 
-    let now = Instant::now();
     let entry = gateway.store.get(&key);
     if let Some(entry) = &entry {
         let age = entry.age(now);
@@ -124,7 +126,7 @@ pub fn lookup(
             // Remembered 404s are never served stale.
             if !entry.is_negative() && age <= config.ttl + config.stale_while_revalidate {
                 if !directives.only_if_cached {
-                    let scope = gateway.shield.scope_of(&gateway.keys, &parts.headers);
+                    let scope = gateway.shield.scope_of(&gateway.keys, &parts.headers, memo);
                     // One background refresh per key: a refresh in progress is joined, not
                     // repeated, and runs on even though nobody waits for it. Its logs carry
                     // this request's IDs.
@@ -145,7 +147,7 @@ pub fn lookup(
     if directives.only_if_cached {
         return Err(GatewayError::NotCached);
     }
-    let scope = gateway.shield.scope_of(&gateway.keys, &parts.headers);
+    let scope = gateway.shield.scope_of(&gateway.keys, &parts.headers, memo);
     Ok(Lookup::Fetch(Pending {
         parts,
         key,

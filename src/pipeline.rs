@@ -24,7 +24,7 @@ use crate::correlation::Correlation;
 use crate::error::GatewayError;
 use crate::fill::{FillContext, Fills};
 use crate::forward;
-use crate::key::KeyMaker;
+use crate::key::{CredentialMemo, KeyMaker};
 use crate::metrics::Metrics;
 use crate::order::{self, CacheState, Lookup};
 use crate::route::{self, Route};
@@ -118,7 +118,8 @@ impl Gateway {
     /// The outer handler: always produces a response, and logs it once. What the cache can
     /// answer from memory is answered here, synchronously, and the returned future is already
     /// complete; only work that waits for the upstream becomes a (boxed) future.
-    pub fn handle(self: &Arc<Self>, request: Request<Incoming>) -> Handling {
+    /// `memo` belongs to the client connection the request came on.
+    pub fn handle(self: &Arc<Self>, request: Request<Incoming>, memo: &CredentialMemo) -> Handling {
         let mut exchange = Exchange {
             started: Instant::now(),
             route: route::classify(request.method(), request.uri()),
@@ -131,9 +132,9 @@ impl Gateway {
             Route::InvalidId(field) => Err(GatewayError::InvalidIdentifier(field)),
             Route::Forward => Ok(Waiting::Forward(request)),
             Route::Order(order) => {
-                let correlation = &exchange.correlation;
+                let (correlation, started) = (&exchange.correlation, exchange.started);
                 let looked = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    order::lookup(self, request, order, correlation, &mut note)
+                    order::lookup(self, request, order, started, correlation, memo, &mut note)
                 }))
                 .unwrap_or(Err(GatewayError::Internal));
                 match looked {
@@ -232,7 +233,10 @@ impl Gateway {
         correlation: &Correlation,
         note: &mut Note,
     ) -> Result<Response<Body>, GatewayError> {
-        let scope = self.shield.scope_of(&self.keys, &parts.headers);
+        // No connection memo on this path: one hash is small beside an upstream exchange.
+        let scope = self
+            .shield
+            .scope_of(&self.keys, &parts.headers, &CredentialMemo::default());
         let admission = self.shield.admit(scope, order).await.map_err(|refused| {
             note.shield = Some(refused.reason);
             refused.error

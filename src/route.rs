@@ -7,8 +7,6 @@
 
 use http::{Method, Uri};
 
-use crate::correlation::is_guid;
-
 /// A GUID as its 128-bit value: 16 bytes in every key and index entry instead of 36 characters,
 /// and case folded by construction.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -17,15 +15,29 @@ pub struct Guid(u128);
 impl Guid {
     /// Parses the canonical 8-4-4-4-12 form in any hex case.
     pub fn parse(s: &str) -> Option<Guid> {
-        if !is_guid(s.as_bytes()) {
+        let b = s.as_bytes();
+        if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
             return None;
         }
+        // One pass, no per-character branching on the position: the hyphens are skipped by
+        // taking the five groups in turn.
         let mut value = 0u128;
-        for b in s.bytes().filter(|b| *b != b'-') {
-            let digit = (b as char).to_digit(16)?;
-            value = (value << 4) | u128::from(digit);
+        for group in [&b[0..8], &b[9..13], &b[14..18], &b[19..23], &b[24..36]] {
+            for &c in group {
+                value = (value << 4) | u128::from(hex_digit(c)?);
+            }
         }
         Some(Guid(value))
+    }
+}
+
+/// The value of one hex digit, any case.
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
     }
 }
 
@@ -127,18 +139,23 @@ pub fn order_at_or_below(path: &str) -> Option<OrderRef> {
 /// Splits `/v1/customers/{c}/orders/{o}` (literals in any case) into its two parameters and
 /// what follows `{o}` (`Some("")` for a trailing slash). Empty parameters do not match.
 fn split_order_path(path: &str) -> Option<(&str, &str, Option<&str>)> {
-    let rest = path.strip_prefix('/')?;
-    let mut parts = rest.splitn(6, '/');
-    let v1 = parts.next()?;
-    let customers = parts.next()?;
-    let customer = parts.next()?;
-    let orders = parts.next()?;
-    let order = parts.next()?;
-    let tail = parts.next();
-    let literal = v1.eq_ignore_ascii_case("v1")
-        && customers.eq_ignore_ascii_case("customers")
-        && orders.eq_ignore_ascii_case("orders");
-    (literal && !customer.is_empty() && !order.is_empty()).then_some((customer, order, tail))
+    let rest = strip_prefix_ignore_case(path, "/v1/customers/")?;
+    let (customer, rest) = rest.split_once('/')?;
+    let rest = strip_prefix_ignore_case(rest, "orders/")?;
+    let (order, tail) = match rest.split_once('/') {
+        Some((order, tail)) => (order, Some(tail)),
+        None => (rest, None),
+    };
+    (!customer.is_empty() && !order.is_empty()).then_some((customer, order, tail))
+}
+
+/// `text` without `prefix`, compared ASCII case-insensitively.
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.as_bytes().get(..prefix.len())?;
+    // The prefix is ASCII, so a match ends on a character boundary.
+    head.eq_ignore_ascii_case(prefix.as_bytes())
+        .then(|| text.get(prefix.len()..))
+        .flatten()
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::admin;
 use crate::config::Config;
+use crate::key::CredentialMemo;
 use crate::pipeline::Gateway;
 
 /// Why the gateway could not start.
@@ -192,7 +193,9 @@ fn spawn_connection(
             Ok(Ok(n)) if n > 0 => {}
             _ => return,
         }
-        let service = service_fn(move |request| gateway.handle(request).map(Ok::<_, Infallible>));
+        let memo = CredentialMemo::default();
+        let service =
+            service_fn(move |request| gateway.handle(request, &memo).map(Ok::<_, Infallible>));
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();

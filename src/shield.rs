@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{Scope, UpstreamConfig};
 use crate::error::GatewayError;
-use crate::key::KeyMaker;
+use crate::key::{CredentialMemo, KeyMaker};
 use crate::metrics::Metrics;
 
 /// The longest cooldown an upstream `Retry-After` can impose (SPEC §6).
@@ -115,13 +115,18 @@ impl Shield {
     }
 
     /// The scope of a request, from its `Authorization` header.
-    pub fn scope_of(&self, keys: &KeyMaker, headers: &HeaderMap) -> ScopeKey {
+    pub fn scope_of(
+        &self,
+        keys: &KeyMaker,
+        headers: &HeaderMap,
+        memo: &CredentialMemo,
+    ) -> ScopeKey {
         match self.scope {
             Scope::Global => ScopeKey(None),
             Scope::Credential => ScopeKey(
                 headers
                     .get(http::header::AUTHORIZATION)
-                    .map(|v| keys.fingerprint(v)),
+                    .map(|v| keys.fingerprint(v, memo)),
             ),
         }
     }

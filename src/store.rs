@@ -266,7 +266,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::key::KeyMaker;
+    use crate::key::{CredentialMemo, KeyMaker};
     use http::HeaderMap;
 
     fn order(c: &str, o: &str) -> OrderRef {
@@ -290,7 +290,7 @@ mod tests {
     fn key(maker: &KeyMaker, o: OrderRef, token: &'static str) -> CacheKey {
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static(token));
-        maker.key(o, &h).expect("key")
+        maker.key(o, &h, &CredentialMemo::default()).expect("key")
     }
 
     const C1: &str = "00000000-0000-0000-0000-0000000000c1";

@@ -10,7 +10,7 @@ use std::future::{ready, Ready};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, Either};
 use futures_util::FutureExt;
@@ -198,13 +198,14 @@ impl Gateway {
                 error.into_response(correlation)
             }
         };
+        let elapsed = exchange.started.elapsed();
         self.metrics.request(
             matches!(exchange.route, Route::Forward),
             response.status().as_u16(),
             note.cache,
-            exchange.started.elapsed(),
+            elapsed,
         );
-        access_log(exchange, &response, &note);
+        access_log(exchange, &response, &note, elapsed);
         response
     }
 
@@ -280,7 +281,7 @@ where
 }
 
 /// The one access line of SPEC §9. Never the query string, `Authorization` or a body.
-fn access_log(exchange: &Exchange, response: &Response<Body>, note: &Note) {
+fn access_log(exchange: &Exchange, response: &Response<Body>, note: &Note, elapsed: Duration) {
     tracing::info!(
         target: "partner_gateway::access",
         method = exchange.method.as_str(),
@@ -290,7 +291,7 @@ fn access_log(exchange: &Exchange, response: &Response<Body>, note: &Note) {
         cache = note.cache.map(CacheState::as_str),
         upstream_status = note.upstream_status,
         shield = note.shield.map(Refusal::as_str),
-        latency_ms = (exchange.started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+        latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
         correlation_id = exchange.correlation.correlation_str(),
         request_id = exchange.correlation.request_str(),
         "request"

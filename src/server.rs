@@ -14,9 +14,10 @@ use futures_util::FutureExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::admin;
 use crate::config::Config;
@@ -119,14 +120,16 @@ impl Bound {
 
         let builder = Arc::new(front_builder(&gateway.config));
         let graceful = GracefulShutdown::new();
-        let (hard_stop, hard_stopped) = watch::channel(false);
+        // Every connection task, so that those still open when the grace runs out can be
+        // dropped at once; finished ones are reaped as the loop goes.
+        let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = front.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        spawn_connection(stream, peer, &gateway, &builder, &graceful, hard_stopped.clone());
+                        connections.spawn(connection(stream, peer, gateway.clone(), builder.clone(), graceful.watcher()));
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -134,6 +137,7 @@ impl Bound {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
 
@@ -145,8 +149,8 @@ impl Bound {
             .is_err()
         {
             tracing::warn!("shutdown grace passed; dropping remaining connections");
-            let _ = hard_stop.send(true);
         }
+        connections.shutdown().await;
         let _ = stop_admin.send(true);
         let _ = admin_task.await;
         upkeep.abort();
@@ -172,40 +176,30 @@ fn front_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-fn spawn_connection(
+/// One client connection, from its first byte to its end.
+async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    gateway: &Arc<Gateway>,
-    builder: &Arc<auto::Builder<TokioExecutor>>,
-    graceful: &GracefulShutdown,
-    mut hard_stopped: watch::Receiver<bool>,
+    gateway: Arc<Gateway>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Watcher,
 ) {
     let _ = stream.set_nodelay(true);
-    let gateway = gateway.clone();
-    let builder = builder.clone();
-    let watcher = graceful.watcher();
-    tokio::spawn(async move {
-        // hyper's header timer starts only once HTTP/1 vs h2c is decided; a peer that connects
-        // and sends nothing must not hold a task and a socket past the same limit.
-        let mut probe = [0u8; 1];
-        let limit = gateway.config.server.header_read_timeout;
-        match tokio::time::timeout(limit, stream.peek(&mut probe)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return,
-        }
-        let memo = CredentialMemo::default();
-        let service =
-            service_fn(move |request| gateway.handle(request, &memo).map(Ok::<_, Infallible>));
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        tokio::select! {
-            result = watcher.watch(connection) => {
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            }
-            () = admin::stopped(&mut hard_stopped) => {}
-        }
-    });
+    // hyper's header timer starts only once HTTP/1 vs h2c is decided; a peer that connects
+    // and sends nothing must not hold a task and a socket past the same limit.
+    let mut probe = [0u8; 1];
+    let limit = gateway.config.server.header_read_timeout;
+    match tokio::time::timeout(limit, stream.peek(&mut probe)).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => return,
+    }
+    let memo = CredentialMemo::default();
+    let service =
+        service_fn(move |request| gateway.handle(request, &memo).map(Ok::<_, Infallible>));
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .into_owned();
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
 }

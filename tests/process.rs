@@ -222,6 +222,13 @@ async fn logs_are_json_access_lines_without_secrets_and_sigterm_exits_zero() {
     ] {
         assert!(!text.contains(secret), "{secret} leaked into the logs");
     }
+    // Every line, ours and every library's at trace level, is one JSON object.
+    for line in &all {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok_and(|j| j.is_object()),
+            "not a JSON object line: {line}"
+        );
+    }
     let access: Vec<serde_json::Value> = all
         .iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

@@ -120,7 +120,7 @@ impl Gateway {
     /// complete; only work that waits for the upstream becomes a (boxed) future.
     /// `memo` belongs to the client connection the request came on.
     pub fn handle(self: &Arc<Self>, request: Request<Incoming>, memo: &CredentialMemo) -> Handling {
-        let mut exchange = Exchange {
+        let exchange = Exchange {
             started: Instant::now(),
             route: route::classify(request.method(), request.uri()),
             method: request.method().clone(),
@@ -139,7 +139,7 @@ impl Gateway {
                 .unwrap_or(Err(GatewayError::Internal));
                 match looked {
                     Ok(Lookup::Answered(response)) => {
-                        return Either::Left(ready(self.finish(&mut exchange, note, Ok(response))))
+                        return Either::Left(ready(self.finish(&exchange, note, Ok(response))))
                     }
                     Ok(Lookup::Fetch(pending)) => Ok(Waiting::Fill(pending)),
                     Ok(Lookup::Bypass(request)) => Ok(Waiting::Bypass(request)),
@@ -149,7 +149,7 @@ impl Gateway {
         };
         match waiting {
             Ok(waiting) => Either::Right(Box::pin(self.clone().wait(waiting, exchange, note))),
-            Err(error) => Either::Left(ready(self.finish(&mut exchange, note, Err(error)))),
+            Err(error) => Either::Left(ready(self.finish(&exchange, note, Err(error)))),
         }
     }
 
@@ -157,7 +157,7 @@ impl Gateway {
     async fn wait(
         self: Arc<Self>,
         waiting: Waiting,
-        mut exchange: Exchange,
+        exchange: Exchange,
         mut note: Note,
     ) -> Response<Body> {
         let correlation = &exchange.correlation;
@@ -175,14 +175,14 @@ impl Gateway {
             }
         };
         let result = contain_panic(work.instrument(correlation.span())).await;
-        self.finish(&mut exchange, note, result)
+        self.finish(&exchange, note, result)
     }
 
     /// Every request ends here: an error becomes its SPEC §7 answer, then metrics and the
     /// access line.
     fn finish(
         &self,
-        exchange: &mut Exchange,
+        exchange: &Exchange,
         mut note: Note,
         result: Result<Response<Body>, GatewayError>,
     ) -> Response<Body> {

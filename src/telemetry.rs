@@ -229,7 +229,11 @@ fn push_escaped(out: &mut String, s: &str) {
     let needs_escape = |b: &u8| *b < 0x20 || *b == b'"' || *b == b'\\';
     // Most values (paths, IDs, names) need no escape: one scan (without an early exit, so
     // that it runs on whole vectors), one copy.
-    if !s.as_bytes().iter().fold(false, |found, b| found | needs_escape(b)) {
+    if !s
+        .as_bytes()
+        .iter()
+        .fold(false, |found, b| found | needs_escape(b))
+    {
         out.push_str(s);
         return;
     }

@@ -8,13 +8,13 @@
 use std::cell::Cell;
 use std::hash::{Hash, Hasher};
 
-use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 
 use crate::config::Partition;
 use crate::route::OrderRef;
 
 /// Name of the locale header that selects the language of an answer.
-pub const X_LOCALE: &str = "x-locale";
+pub static X_LOCALE: HeaderName = HeaderName::from_static("x-locale");
 
 /// Who may see an entry: a credential's fingerprint, or everybody (`shared`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,7 +117,7 @@ impl KeyMaker {
         Some(CacheKey {
             order,
             // Copied: a value parsed by hyper would keep the client's read buffer alive.
-            locale: headers.get(X_LOCALE).map(crate::fill::detach),
+            locale: headers.get(&X_LOCALE).map(crate::fill::detach),
             partition: self.partition(authorization, memo),
         })
     }

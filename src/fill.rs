@@ -71,7 +71,7 @@ type SharedOutcome = Shared<BoxFuture<'static, Arc<Outcome>>>;
 
 /// The fills in progress, by key.
 pub struct Fills {
-    in_flight: Mutex<HashMap<CacheKey, SharedOutcome>>,
+    in_flight: Mutex<HashMap<CacheKey, SharedOutcome, foldhash::fast::RandomState>>,
 }
 
 /// What a fill needs from the process.
@@ -87,7 +87,7 @@ pub struct FillContext {
 impl Default for Fills {
     fn default() -> Self {
         Fills {
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: Mutex::default(),
         }
     }
 }

@@ -244,9 +244,14 @@ pub async fn fetch(
                 }
                 // Someone else is streaming the one oversized answer; fetch our own copy.
                 None => {
-                    let response = gateway
-                        .forward_parts(parts, Body::empty(), true, correlation, note)
-                        .await?;
+                    let response = Box::pin(gateway.forward_parts(
+                        parts,
+                        Body::empty(),
+                        true,
+                        correlation,
+                        note,
+                    ))
+                    .await?;
                     Ok(marked(response, CacheState::Miss, note))
                 }
             }

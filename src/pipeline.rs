@@ -161,16 +161,19 @@ impl Gateway {
         mut note: Note,
     ) -> Response<Body> {
         let correlation = &exchange.correlation;
+        // A fill only waits for a shared outcome: its future is small. The forwarding ones
+        // hold a whole upstream exchange and are boxed, so that a fill's future (moved into
+        // its box on every miss) does not take their size.
         let work = async {
             match waiting {
                 Waiting::Fill(pending) => {
                     order::fetch(&self, pending, correlation, &mut note).await
                 }
                 Waiting::Bypass(request) => {
-                    order::bypass(&self, request, correlation, &mut note).await
+                    Box::pin(order::bypass(&self, request, correlation, &mut note)).await
                 }
                 Waiting::Forward(request) => {
-                    self.forward(request, false, correlation, &mut note).await
+                    Box::pin(self.forward(request, false, correlation, &mut note)).await
                 }
             }
         };

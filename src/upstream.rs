@@ -86,13 +86,16 @@ impl Upstream {
 
     /// The upstream URI for a client's path and query (the base URL's path prefix first).
     pub fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, GatewayError> {
-        let pq = path_and_query.map_or("/", PathAndQuery::as_str);
-        let pq: PathAndQuery = if self.path_prefix.is_empty() {
-            pq.parse()
-        } else {
-            format!("{}{pq}", self.path_prefix).parse()
-        }
-        .map_err(|e| GatewayError::UpstreamUnavailable(format!("bad upstream path: {e}")))?;
+        let pq: PathAndQuery = match path_and_query {
+            // Already parsed and valid: shared, not parsed again.
+            Some(pq) if self.path_prefix.is_empty() => pq.clone(),
+            _ => {
+                let pq = path_and_query.map_or("/", PathAndQuery::as_str);
+                format!("{}{pq}", self.path_prefix).parse().map_err(|e| {
+                    GatewayError::UpstreamUnavailable(format!("bad upstream path: {e}"))
+                })?
+            }
+        };
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())

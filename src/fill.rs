@@ -70,6 +70,7 @@ pub enum Fetched {
 type SharedOutcome = Shared<BoxFuture<'static, Arc<Outcome>>>;
 
 /// The fills in progress, by key.
+#[derive(Default)]
 pub struct Fills {
     in_flight: Mutex<HashMap<CacheKey, SharedOutcome, foldhash::fast::RandomState>>,
 }
@@ -82,14 +83,6 @@ pub struct FillContext {
     pub shield: Arc<Shield>,
     pub config: Arc<CacheConfig>,
     pub metrics: Arc<Metrics>,
-}
-
-impl Default for Fills {
-    fn default() -> Self {
-        Fills {
-            in_flight: Mutex::default(),
-        }
-    }
 }
 
 impl Fills {

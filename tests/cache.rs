@@ -571,6 +571,63 @@ async fn credential_partitions_never_share_and_no_token_is_never_cached() {
     gw.stop().await;
 }
 
+/// One HTTP/1.1 exchange on an open connection: the `X-Cache` of the answer, body read.
+async fn exchange_on(stream: &mut tokio::net::TcpStream, path: &str, token: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET {path} HTTP/1.1\r\nHost: gateway\r\nAuthorization: {token}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    let head_end = loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("answer within 10 s")
+            .expect("read");
+        assert!(n > 0, "the gateway closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+    };
+    let length: usize = header("content-length")
+        .and_then(|v| v.trim().parse().ok())
+        .expect("content-length");
+    while buf.len() < head_end + length {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.expect("read body");
+        assert!(n > 0, "the gateway closed the connection mid-body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    header("x-cache")
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_uppercase()
+}
+
+#[tokio::test]
+async fn credentials_alternating_on_one_connection_keep_their_own_partitions() {
+    // The credential fingerprint is remembered per connection; a connection that switches
+    // credentials must still never see another credential's entry.
+    let up = OrderUpstream::start().await;
+    let gw = TestGateway::with(&up.base_url, &[]).await;
+    let path = order_path(CUSTOMER, &new_order());
+    let mut stream = tokio::net::TcpStream::connect(gw.front)
+        .await
+        .expect("connect");
+    let mut states = Vec::new();
+    for token in [TOKEN_A, TOKEN_B, TOKEN_A, TOKEN_B, "Bearer token-c"] {
+        states.push(exchange_on(&mut stream, &path, token).await);
+    }
+    assert_eq!(states, ["MISS", "MISS", "HIT", "HIT", "MISS"]);
+    assert_eq!(up.hits(), 3);
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn shared_partition_serves_every_credential_but_not_anonymous_calls() {
     let up = OrderUpstream::start().await;

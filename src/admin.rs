@@ -151,10 +151,21 @@ async fn cache_admin(gateway: &Gateway, method: &Method, path: &str) -> Response
             r#"{"error":"customer and order ids must be GUIDs"}"#.to_owned(),
         );
     };
-    let purged = match target {
-        Purge::All => gateway.store.purge_all(),
-        Purge::Customer(customer) => gateway.store.purge_customer(customer),
-        Purge::Order(order) => gateway.store.purge_order(order),
+    // A purge may remove many entries one by one (a whole cache: 100,000s): it runs on the
+    // blocking pool, never on a worker that answers requests.
+    let store = gateway.store.clone();
+    let purged = tokio::task::spawn_blocking(move || match target {
+        Purge::All => store.purge_all(),
+        Purge::Customer(customer) => store.purge_customer(customer),
+        Purge::Order(order) => store.purge_order(order),
+    })
+    .await;
+    let Ok(purged) = purged else {
+        tracing::error!(?target, "cache purge failed");
+        return json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"error":"purge failed"}"#.to_owned(),
+        );
     };
     tracing::info!(purged, ?target, "cache purged by admin request");
     json(StatusCode::OK, format!(r#"{{"purged":{purged}}}"#))

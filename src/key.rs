@@ -3,7 +3,9 @@
 //! A key is the order (customer + order, lower-cased), the `X-Locale` value (absent is a value
 //! of its own) and the partition. In `credential` mode the partition is a keyed BLAKE3 hash of
 //! the `Authorization` value under a random per-process key: entries of two credentials can
-//! never meet, and the raw credential is never stored, not even inside the key.
+//! never meet, and the raw credential is never stored in the cache, not even inside the key.
+//! The one copy kept is a connection's last credential, in that connection's [`CredentialMemo`],
+//! for as long as the connection is open.
 
 use std::cell::Cell;
 use std::hash::{Hash, Hasher};

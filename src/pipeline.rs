@@ -2,8 +2,8 @@
 //!
 //! [`Gateway::handle`] is the outer handler: it never fails. It assigns the correlation IDs,
 //! decides the route, asks the cache (synchronously: a hit is answered on the spot), hands
-//! whatever must wait for the upstream to [`Gateway::wait`], and ends every request in
-//! [`Gateway::finish`], which turns an error into the SPEC §7 answer and writes the one access
+//! whatever must wait for the upstream to `Gateway::wait`, and ends every request in
+//! `Gateway::finish`, which turns an error into the SPEC §7 answer and writes the one access
 //! line of SPEC §9. A panic anywhere in a request's handling becomes that request's 500.
 
 use std::future::{ready, Ready};

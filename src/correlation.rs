@@ -8,6 +8,8 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use uuid::Uuid;
 
+use crate::route::Guid;
+
 /// `MS-CorrelationId`: traces one call through every log it touches.
 pub static CORRELATION_ID: HeaderName = HeaderName::from_static("ms-correlationid");
 /// `MS-RequestId`: Partner Center's idempotency key.
@@ -74,11 +76,7 @@ fn mint() -> HeaderValue {
 
 /// A GUID in the canonical hyphenated 8-4-4-4-12 form, any hex case; nothing else.
 pub fn is_guid(s: &[u8]) -> bool {
-    s.len() == 36
-        && s.iter().enumerate().all(|(i, &b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        })
+    Guid::parse_bytes(s).is_some()
 }
 
 #[cfg(test)]

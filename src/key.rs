@@ -66,6 +66,27 @@ impl CacheKey {
 #[derive(Default)]
 pub struct CredentialMemo(Cell<Option<(HeaderValue, [u8; 32])>>);
 
+impl CredentialMemo {
+    /// [`KeyMaker::fingerprint`], taken from the memo when the connection's previous request
+    /// carried the same credential.
+    pub fn fingerprint(&self, keys: &KeyMaker, authorization: &HeaderValue) -> [u8; 32] {
+        match self.0.take() {
+            Some((value, fingerprint)) if value == authorization => {
+                self.0.set(Some((value, fingerprint)));
+                fingerprint
+            }
+            _ => {
+                let fingerprint = keys.fingerprint(authorization);
+                // Copied: a value parsed by hyper would keep the connection's read buffer alive.
+                if let Ok(value) = HeaderValue::from_bytes(authorization.as_bytes()) {
+                    self.0.set(Some((value, fingerprint)));
+                }
+                fingerprint
+            }
+        }
+    }
+}
+
 /// Builds keys; holds the per-process secret of the credential hash.
 pub struct KeyMaker {
     mode: Partition,
@@ -82,28 +103,15 @@ impl KeyMaker {
     }
 
     /// A credential's keyed hash: stable within this process, meaningless outside it.
-    /// Taken from `memo` when the connection's previous request carried the same credential.
-    pub fn fingerprint(&self, authorization: &HeaderValue, memo: &CredentialMemo) -> [u8; 32] {
-        let last = memo.0.take();
-        let fingerprint = match last {
-            Some((value, fingerprint)) if value == authorization => {
-                memo.0.set(Some((value, fingerprint)));
-                return fingerprint;
-            }
-            _ => *blake3::keyed_hash(&self.secret, authorization.as_bytes()).as_bytes(),
-        };
-        // Copied: a value parsed by hyper would keep the connection's read buffer alive.
-        if let Ok(value) = HeaderValue::from_bytes(authorization.as_bytes()) {
-            memo.0.set(Some((value, fingerprint)));
-        }
-        fingerprint
+    pub fn fingerprint(&self, authorization: &HeaderValue) -> [u8; 32] {
+        *blake3::keyed_hash(&self.secret, authorization.as_bytes()).as_bytes()
     }
 
     /// The partition a credential belongs to.
     pub fn partition(&self, authorization: &HeaderValue, memo: &CredentialMemo) -> PartitionId {
         match self.mode {
             Partition::Shared => PartitionId(None),
-            Partition::Credential => PartitionId(Some(self.fingerprint(authorization, memo))),
+            Partition::Credential => PartitionId(Some(memo.fingerprint(self, authorization))),
         }
     }
 

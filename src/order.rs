@@ -126,7 +126,9 @@ pub fn lookup(
             // Remembered 404s are never served stale.
             if !entry.is_negative() && age <= config.ttl + config.stale_while_revalidate {
                 if !directives.only_if_cached {
-                    let scope = gateway.shield.scope_of(&gateway.keys, &parts.headers, memo);
+                    let scope = gateway
+                        .shield
+                        .scope_of(&gateway.keys, &parts.headers, Some(memo));
                     // One background refresh per key: a refresh in progress is joined, not
                     // repeated, and runs on even though nobody waits for it. Its logs carry
                     // this request's IDs.
@@ -147,7 +149,9 @@ pub fn lookup(
     if directives.only_if_cached {
         return Err(GatewayError::NotCached);
     }
-    let scope = gateway.shield.scope_of(&gateway.keys, &parts.headers, memo);
+    let scope = gateway
+        .shield
+        .scope_of(&gateway.keys, &parts.headers, Some(memo));
     Ok(Lookup::Fetch(Pending {
         parts,
         key,

@@ -133,10 +133,9 @@ impl Gateway {
             Route::Forward => Ok(Waiting::Forward(request)),
             Route::Order(order) => {
                 let (correlation, started) = (&exchange.correlation, exchange.started);
-                let looked = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let looked = contain_panic_now(|| {
                     order::lookup(self, request, order, started, correlation, memo, &mut note)
-                }))
-                .unwrap_or(Err(GatewayError::Internal));
+                });
                 match looked {
                     Ok(Lookup::Answered(response)) => {
                         return Either::Left(ready(self.finish(&exchange, note, Ok(response))))
@@ -238,9 +237,7 @@ impl Gateway {
         note: &mut Note,
     ) -> Result<Response<Body>, GatewayError> {
         // No connection memo on this path: one hash is small beside an upstream exchange.
-        let scope = self
-            .shield
-            .scope_of(&self.keys, &parts.headers, &CredentialMemo::default());
+        let scope = self.shield.scope_of(&self.keys, &parts.headers, None);
         let admission = self.shield.admit(scope, order).await.map_err(|refused| {
             note.shield = Some(refused.reason);
             refused.error
@@ -283,6 +280,13 @@ where
         .unwrap_or(Err(GatewayError::Internal))
 }
 
+/// [`contain_panic`] for the synchronous part of a request (the cache lookup).
+fn contain_panic_now<T>(
+    inner: impl FnOnce() -> Result<T, GatewayError>,
+) -> Result<T, GatewayError> {
+    std::panic::catch_unwind(AssertUnwindSafe(inner)).unwrap_or(Err(GatewayError::Internal))
+}
+
 /// The one access line of SPEC §9. Never the query string, `Authorization` or a body.
 fn access_log(exchange: &Exchange, response: &Response<Body>, note: &Note, elapsed: Duration) {
     tracing::info!(
@@ -317,5 +321,14 @@ mod tests {
         assert!(matches!(result, Err(GatewayError::Internal)));
         let fine = contain_panic(async { Ok(Response::new(Body::full("ok"))) }).await;
         assert!(fine.is_ok());
+        // The same for the synchronous lookup.
+        let panicking = contain_panic_now(|| -> Result<(), GatewayError> {
+            if std::hint::black_box(true) {
+                panic!("injected");
+            }
+            Ok(())
+        });
+        assert!(matches!(panicking, Err(GatewayError::Internal)));
+        assert!(matches!(contain_panic_now(|| Ok(7)), Ok(7)));
     }
 }

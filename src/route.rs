@@ -15,7 +15,11 @@ pub struct Guid(u128);
 impl Guid {
     /// Parses the canonical 8-4-4-4-12 form in any hex case.
     pub fn parse(s: &str) -> Option<Guid> {
-        let b = s.as_bytes();
+        Guid::parse_bytes(s.as_bytes())
+    }
+
+    /// [`Guid::parse`] for bytes (a header value); nothing else is a GUID.
+    pub fn parse_bytes(b: &[u8]) -> Option<Guid> {
         if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
             return None;
         }

@@ -114,20 +114,26 @@ impl Shield {
         }
     }
 
-    /// The scope of a request, from its `Authorization` header.
+    /// The scope of a request, from its `Authorization` header; through the connection's
+    /// memo when the caller has one.
     pub fn scope_of(
         &self,
         keys: &KeyMaker,
         headers: &HeaderMap,
-        memo: &CredentialMemo,
+        memo: Option<&CredentialMemo>,
     ) -> ScopeKey {
         match self.scope {
             Scope::Global => ScopeKey(None),
-            Scope::Credential => ScopeKey(
-                headers
-                    .get(http::header::AUTHORIZATION)
-                    .map(|v| keys.fingerprint(v, memo)),
-            ),
+            Scope::Credential => {
+                ScopeKey(
+                    headers
+                        .get(http::header::AUTHORIZATION)
+                        .map(|v| match memo {
+                            Some(memo) => memo.fingerprint(keys, v),
+                            None => keys.fingerprint(v),
+                        }),
+                )
+            }
         }
     }
 

@@ -14,19 +14,8 @@ use httpmock::prelude::*;
 const TOKEN_A: &str = "Bearer token-a";
 const TOKEN_B: &str = "Bearer token-b";
 
-fn order_url(gw: &TestGateway, order: &str) -> String {
-    gw.url(&order_path(CUSTOMER, order))
-}
-
-/// A distinct order id per use.
-fn new_order() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
 async fn get(gw: &TestGateway, order: &str, headers: &[(&str, &str)]) -> Reply {
-    TestClient::http1()
-        .get(&order_url(gw, order), headers)
-        .await
+    TestClient::http1().get(&gw.order_url(order), headers).await
 }
 
 fn state(reply: &Reply) -> &str {
@@ -95,7 +84,7 @@ async fn head_is_answered_from_the_same_entry_without_a_body() {
     let head = client
         .send(
             Method::HEAD,
-            &order_url(&gw, &order),
+            &gw.order_url(&order),
             &[("authorization", TOKEN_A)],
             Bytes::new(),
         )
@@ -111,7 +100,7 @@ async fn head_is_answered_from_the_same_entry_without_a_body() {
     let head2 = client
         .send(
             Method::HEAD,
-            &order_url(&gw, &order),
+            &gw.order_url(&order),
             &[("authorization", TOKEN_A)],
             Bytes::new(),
         )
@@ -141,7 +130,7 @@ async fn stale_while_revalidate_serves_at_once_and_refreshes_once() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     up.set_delay(Duration::from_millis(1000));
     // A burst of requests in the stale window: all STALE at once, one refresh upstream.
-    let urls = vec![order_url(&gw, &order); 10];
+    let urls = vec![gw.order_url(&order); 10];
     for reply in concurrent_gets(urls, &[("authorization", TOKEN_A)]).await {
         assert_eq!(reply.status, StatusCode::OK);
         assert_eq!(state(&reply), "STALE");
@@ -295,7 +284,7 @@ async fn concurrent_cold_requests_cause_one_upstream_request() {
     let order = new_order();
     let mut tasks = Vec::new();
     for i in 0..100 {
-        let url = order_url(&gw, &order);
+        let url = gw.order_url(&order);
         tasks.push(tokio::spawn(async move {
             let id = uuid::Uuid::new_v4().to_string();
             let reply = TestClient::http1()
@@ -322,7 +311,7 @@ async fn concurrent_requests_share_one_uncacheable_answer() {
     up.set_mode(Mode::Status(503));
     let gw = TestGateway::with(&up.base_url, &[]).await;
     let order = new_order();
-    let urls = vec![order_url(&gw, &order); 20];
+    let urls = vec![gw.order_url(&order); 20];
     for reply in concurrent_gets(urls, &[("authorization", TOKEN_A)]).await {
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(state(&reply), "MISS");
@@ -338,7 +327,7 @@ async fn a_fill_completes_when_its_client_hangs_up() {
     up.set_delay(Duration::from_millis(500));
     let gw = TestGateway::with(&up.base_url, &[]).await;
     let order = new_order();
-    let url = order_url(&gw, &order);
+    let url = gw.order_url(&order);
     let impatient = tokio::spawn(async move {
         TestClient::http1()
             .get(&url, &[("authorization", TOKEN_A)])
@@ -681,7 +670,7 @@ async fn successful_unsafe_requests_invalidate_every_partition_of_the_order() {
     let patch = client
         .send(
             Method::PATCH,
-            &order_url(&gw, &order),
+            &gw.order_url(&order),
             &[("authorization", TOKEN_A)],
             "{}",
         )
@@ -711,7 +700,7 @@ async fn successful_unsafe_requests_invalidate_every_partition_of_the_order() {
     let conflict = client
         .send(
             Method::PATCH,
-            &order_url(&gw, &order),
+            &gw.order_url(&order),
             &[("authorization", TOKEN_A)],
             "{}",
         )
@@ -834,7 +823,7 @@ async fn the_cache_stays_within_max_bytes() {
     let client = Arc::new(TestClient::http1());
     for _ in 0..60 {
         let reply = client
-            .get(&order_url(&gw, &new_order()), &[("authorization", TOKEN_A)])
+            .get(&gw.order_url(&new_order()), &[("authorization", TOKEN_A)])
             .await;
         assert_eq!(reply.status, StatusCode::OK);
     }

@@ -147,13 +147,8 @@ async fn metrics_count_a_known_sequence_exactly() {
     .await;
     let client = TestClient::http1();
     let auth = ("authorization", "Bearer t");
-    let url = |o: &str| gw.url(&order_path(CUSTOMER, o));
-    let (a, b, c, d) = (
-        uuid::Uuid::new_v4().to_string(),
-        uuid::Uuid::new_v4().to_string(),
-        uuid::Uuid::new_v4().to_string(),
-        uuid::Uuid::new_v4().to_string(),
-    );
+    let url = |o: &str| gw.order_url(o);
+    let (a, b, c, d) = (new_order(), new_order(), new_order(), new_order());
 
     assert_eq!(
         client.get(&url(&a), &[auth]).await.header("x-cache"),
@@ -329,8 +324,7 @@ async fn coalesced_waits_are_counted() {
     let up = OrderUpstream::start().await;
     up.set_delay(Duration::from_millis(300));
     let gw = TestGateway::with(&up.base_url, &[]).await;
-    let order = uuid::Uuid::new_v4().to_string();
-    let urls = vec![gw.url(&order_path(CUSTOMER, &order)); 10];
+    let urls = vec![gw.order_url(&new_order()); 10];
     for reply in concurrent_gets(urls, &[("authorization", "Bearer t")]).await {
         assert_eq!(reply.status, StatusCode::OK);
     }

@@ -7,21 +7,13 @@ use std::time::{Duration, Instant};
 use common::*;
 use http::StatusCode;
 
-fn order_url(gw: &TestGateway, order: &str) -> String {
-    gw.url(&order_path(CUSTOMER, order))
-}
-
-fn new_order() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
 async fn get(gw: &TestGateway, order: &str, token: &str) -> Reply {
     let mut headers = vec![];
     if !token.is_empty() {
         headers.push(("authorization", token));
     }
     TestClient::http1()
-        .get(&order_url(gw, order), &headers)
+        .get(&gw.order_url(order), &headers)
         .await
 }
 
@@ -39,7 +31,7 @@ async fn a_burst_over_cold_orders_stays_within_the_token_bucket() {
     let gw = TestGateway::with(&up.base_url, &[("upstream.rate_limit_rps", "10")]).await;
     let orders: Vec<String> = (0..100).map(|_| new_order()).collect();
     let started = Instant::now();
-    let urls = (0..200).map(|i| order_url(&gw, &orders[i % 100])).collect();
+    let urls = (0..200).map(|i| gw.order_url(&orders[i % 100])).collect();
     let replies = concurrent_gets(urls, &[("authorization", "Bearer t")]).await;
     let (mut ok, mut limited) = (0, 0);
     for reply in replies {
@@ -267,7 +259,7 @@ async fn max_in_flight_bounds_upstream_concurrency() {
         ],
     )
     .await;
-    let urls = (0..10).map(|_| order_url(&gw, &new_order())).collect();
+    let urls = (0..10).map(|_| gw.order_url(&new_order())).collect();
     for reply in concurrent_gets(urls, &[("authorization", "Bearer t")]).await {
         assert_eq!(reply.status, StatusCode::OK);
     }

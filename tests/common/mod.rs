@@ -83,6 +83,11 @@ impl TestGateway {
         format!("http://{}{}", self.front, path)
     }
 
+    /// The front URL of one of `CUSTOMER`'s orders.
+    pub fn order_url(&self, order: &str) -> String {
+        self.url(&order_path(CUSTOMER, order))
+    }
+
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{}", self.admin, path)
     }
@@ -177,6 +182,11 @@ impl TestClient {
     pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Reply {
         self.send(Method::GET, url, headers, Bytes::new()).await
     }
+}
+
+/// A distinct order id per use.
+pub fn new_order() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// The path of the sample order.

@@ -9,14 +9,15 @@ use std::time::Instant;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue, Method, Request, Uri};
-use partner_gateway::conditional::if_none_match_matches;
+use partner_gateway::cache::key::KeyMaker;
+use partner_gateway::cache::lookup::answer;
+use partner_gateway::cache::store::Entry;
 use partner_gateway::config::Partition;
-use partner_gateway::correlation::Correlation;
-use partner_gateway::key::{CredentialMemo, KeyMaker};
-use partner_gateway::order::{answer, CacheState};
-use partner_gateway::pipeline::Note;
-use partner_gateway::route::{classify, Route};
-use partner_gateway::store::Entry;
+use partner_gateway::front::conditional::if_none_match_matches;
+use partner_gateway::front::correlation::Correlation;
+use partner_gateway::front::credential::{CredentialMemo, Fingerprinter};
+use partner_gateway::front::route::{classify, Route};
+use partner_gateway::outcome::{CacheState, Note};
 
 const PATH: &str = "/v1/customers/4a2f6c1e-8b3d-4e5f-9a7b-1c2d3e4f5a60/orders/0d0e0000-0000-4000-8000-0000000a11ce";
 
@@ -43,15 +44,22 @@ fn bench(c: &mut Criterion) {
     };
 
     let keys = KeyMaker::new(Partition::Credential);
+    let hasher = Fingerprinter::new();
     let h = headers();
     // A fresh memo each time: the hash itself (a connection's first request).
     c.bench_function("key::KeyMaker::key (credential hash)", |b| {
-        b.iter(|| keys.key(black_box(order), black_box(&h), &CredentialMemo::default()))
+        b.iter(|| {
+            let caller = hasher.caller(black_box(&h), Some(&CredentialMemo::default()));
+            keys.key(black_box(order), black_box(&h), caller)
+        })
     });
     // The same connection's next requests: the credential compared, not hashed.
     let memo = CredentialMemo::default();
     c.bench_function("key::KeyMaker::key (same connection, memo)", |b| {
-        b.iter(|| keys.key(black_box(order), black_box(&h), &memo))
+        b.iter(|| {
+            let caller = hasher.caller(black_box(&h), Some(&memo));
+            keys.key(black_box(order), black_box(&h), caller)
+        })
     });
 
     c.bench_function("correlation::Correlation::from_request (mint both)", |b| {
@@ -67,14 +75,13 @@ fn bench(c: &mut Criterion) {
         b.iter(|| if_none_match_matches(black_box(&inm), black_box(&etag)))
     });
 
-    let entry = Arc::new(Entry {
-        id: 1,
-        status: http::StatusCode::OK,
-        body: Bytes::from(vec![b'x'; 1200]),
-        content_type: Some(HeaderValue::from_static("application/json; charset=utf-8")),
-        etag: Some(etag.clone()),
-        stored_at: Instant::now(),
-    });
+    let entry = Arc::new(Entry::new(
+        http::StatusCode::OK,
+        Bytes::from(vec![b'x'; 1200]),
+        Some(HeaderValue::from_static("application/json; charset=utf-8")),
+        Some(etag.clone()),
+        Instant::now(),
+    ));
     let (parts, ()) = Request::get(PATH).body(()).expect("request").into_parts();
     let correlation = Correlation::from_request(&h);
     c.bench_function("order::answer (hit response head)", |b| {

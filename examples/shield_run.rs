@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use partner_gateway::config::{Config, Sources};
-use partner_gateway::simulate::{Knobs, Simulator};
+use partner_gateway::demo::simulator::{Knobs, Simulator};
 
 #[tokio::main]
 async fn main() {
@@ -57,7 +57,9 @@ async fn main() {
         ..Sources::default()
     })
     .expect("config");
-    let bound = partner_gateway::server::bind(config).await.expect("bind");
+    let bound = partner_gateway::front::server::bind(config)
+        .await
+        .expect("bind");
     let front = bound.front_addr();
     tokio::spawn(bound.serve(std::future::pending()));
 

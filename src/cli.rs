@@ -28,12 +28,14 @@ pub enum Command {
     CheckConfig,
     /// Start a Partner Center simulator and a gateway in front of it, walk through what the
     /// gateway does (with curl commands to repeat), then serve until Ctrl-C.
+    #[cfg(feature = "demo")]
     Demo {
         /// Exit after the walk-through instead of serving.
         #[arg(long)]
         no_serve: bool,
     },
     /// Run only the Partner Center simulator (for benchmarks and manual tests).
+    #[cfg(feature = "demo")]
     Simulate {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8081")]
@@ -50,6 +52,7 @@ pub enum Command {
     },
 }
 
+#[cfg(feature = "demo")]
 fn parse_rate(text: &str) -> Result<f64, String> {
     let rate: f64 = text.parse().map_err(|e| format!("{e}"))?;
     if (0.0..=1.0).contains(&rate) {
@@ -65,7 +68,9 @@ pub fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(cli.config),
         Command::CheckConfig => check_config(cli.config),
+        #[cfg(feature = "demo")]
         Command::Demo { no_serve } => demo(!no_serve),
+        #[cfg(feature = "demo")]
         Command::Simulate {
             listen,
             latency,
@@ -73,7 +78,7 @@ pub fn main() -> ExitCode {
             failure_rate,
         } => simulate(
             listen,
-            crate::simulate::Knobs {
+            crate::demo::simulator::Knobs {
                 latency,
                 budget_per_minute,
                 failure_rate,
@@ -125,19 +130,9 @@ fn run(file: Option<PathBuf>) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let _log = crate::telemetry::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("partner-gateway: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    runtime.block_on(async {
-        let bound = match crate::server::bind(config).await {
+    let _log = crate::ops::telemetry::init(&config.log);
+    with_runtime(async {
+        let bound = match crate::front::server::bind(config).await {
             Ok(bound) => bound,
             Err(e) => {
                 tracing::error!(error = %e, "start-up failed");
@@ -150,18 +145,21 @@ fn run(file: Option<PathBuf>) -> ExitCode {
     })
 }
 
+#[cfg(feature = "demo")]
 fn demo(serve: bool) -> ExitCode {
-    let _log = crate::telemetry::init(&crate::config::LogConfig {
+    let _log = crate::ops::telemetry::init(&crate::config::LogConfig {
         format: crate::config::LogFormat::Pretty,
         level: "warn".to_owned(),
     });
-    let options = crate::demo::DemoOptions {
+    let options = crate::demo::walkthrough::DemoOptions {
         fixed_ports: true,
         serve,
         color: None,
     };
     with_runtime(async {
-        match crate::demo::run(options, &mut std::io::stdout(), shutdown_signal()).await {
+        match crate::demo::walkthrough::run(options, &mut std::io::stdout(), shutdown_signal())
+            .await
+        {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("partner-gateway demo: {e}");
@@ -171,17 +169,18 @@ fn demo(serve: bool) -> ExitCode {
     })
 }
 
-fn simulate(listen: std::net::SocketAddr, knobs: crate::simulate::Knobs) -> ExitCode {
-    let _log = crate::telemetry::init(&crate::config::LogConfig {
+#[cfg(feature = "demo")]
+fn simulate(listen: std::net::SocketAddr, knobs: crate::demo::simulator::Knobs) -> ExitCode {
+    let _log = crate::ops::telemetry::init(&crate::config::LogConfig {
         format: crate::config::LogFormat::Json,
         level: "info".to_owned(),
     });
     with_runtime(async {
-        match crate::simulate::Simulator::start(listen, knobs.clone()).await {
+        match crate::demo::simulator::Simulator::start(listen, knobs.clone()).await {
             Ok(sim) => {
                 tracing::info!(listen = %sim.addr, ?knobs, "simulator listening");
                 println!("simulator listening on {}", sim.base_url());
-                for (customer, orders) in crate::simulate::Simulator::catalog() {
+                for (customer, orders) in crate::demo::simulator::Simulator::catalog() {
                     for order in orders {
                         println!("  /v1/customers/{customer}/orders/{order}");
                     }

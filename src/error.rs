@@ -8,8 +8,8 @@ use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 
 use crate::body::Body;
-use crate::correlation::Correlation;
-use crate::route::IdField;
+use crate::front::correlation::Correlation;
+use crate::front::route::IdField;
 
 /// An answer the gateway makes itself instead of the upstream's.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -94,7 +94,7 @@ mod tests {
         assert_eq!(resp.headers()[RETRY_AFTER], "1");
         assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
         assert_eq!(
-            resp.headers()[&crate::correlation::CORRELATION_ID],
+            resp.headers()[&crate::front::correlation::CORRELATION_ID],
             corr.correlation_id
         );
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();

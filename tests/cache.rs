@@ -338,7 +338,7 @@ async fn a_fill_completes_when_its_client_hangs_up() {
     let gateway = gw.gateway.clone();
     eventually(Duration::from_secs(10), || {
         let gateway = gateway.clone();
-        async move { gateway.store.usage().0 == 1 }
+        async move { gateway.tiers.usage().entries == 1 }
     })
     .await;
     let reply = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
@@ -428,7 +428,7 @@ async fn uncacheable_answers_pass_through_as_received_and_are_not_stored() {
         }
         mock.assert_calls_async(2).await;
     }
-    assert_eq!(gw.gateway.store.usage().0, 0);
+    assert_eq!(gw.gateway.tiers.usage().entries, 0);
     gw.stop().await;
 }
 
@@ -732,7 +732,7 @@ async fn admin_purges_by_order_customer_and_everything() {
             )
             .await;
     }
-    assert_eq!(gw.gateway.store.usage().0, 6);
+    assert_eq!(gw.gateway.tiers.usage().entries, 6);
     let purge = |path: String| {
         let url = gw.admin_url(&path);
         async move {
@@ -761,7 +761,7 @@ async fn admin_purges_by_order_customer_and_everything() {
     assert_eq!(r.json(), serde_json::json!({"purged": 3}));
     let r = purge("/cache".to_owned()).await;
     assert_eq!(r.json(), serde_json::json!({"purged": 2}));
-    assert_eq!(gw.gateway.store.usage().0, 0);
+    assert_eq!(gw.gateway.tiers.usage().entries, 0);
     let bad = purge("/cache/customers/nope".to_owned()).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     let wrong_method = client.get(&gw.admin_url("/cache"), &[]).await;
@@ -827,7 +827,8 @@ async fn the_cache_stays_within_max_bytes() {
             .await;
         assert_eq!(reply.status, StatusCode::OK);
     }
-    let (entries, bytes) = gw.gateway.store.usage();
+    let usage = gw.gateway.tiers.usage();
+    let (entries, bytes) = (usage.entries, usage.bytes);
     assert!(bytes <= 20000, "weighted size {bytes} over the bound");
     assert!(entries > 0 && entries < 60, "{entries} entries");
     gw.stop().await;

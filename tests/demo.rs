@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 
 use common::*;
 use http::{Method, StatusCode};
-use partner_gateway::demo::{Captured, DemoOptions};
-use partner_gateway::simulate::{Knobs, Simulator};
+use partner_gateway::demo::simulator::{Knobs, Simulator};
+use partner_gateway::demo::walkthrough::{Captured, DemoOptions};
 
 async fn simulator(knobs: Knobs) -> Simulator {
     Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), knobs)
@@ -175,7 +175,7 @@ async fn simulator_failure_rate_and_latency() {
 async fn demo_walkthrough_shows_miss_hit_304_invalidation_and_one_upstream_request_per_burst() {
     let out = Captured::default();
     let mut writer = out.clone();
-    let report = partner_gateway::demo::run(
+    let report = partner_gateway::demo::walkthrough::run(
         DemoOptions {
             fixed_ports: false,
             serve: false,

@@ -172,7 +172,7 @@ async fn metrics_count_a_known_sequence_exactly() {
     let gateway = gw.gateway.clone();
     eventually(Duration::from_secs(5), || {
         let gateway = gateway.clone();
-        async move { gateway.fills.in_progress() == 0 }
+        async move { gateway.cache.fills_in_progress() == 0 }
     })
     .await;
     up.set_mode(Mode::Status(500));

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use partner_gateway::config::{Config, Sources};
-use partner_gateway::pipeline::Gateway;
+use partner_gateway::front::pipeline::Gateway;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -57,7 +57,9 @@ pub fn config(upstream: &str, overrides: &[(&str, &str)]) -> Config {
 impl TestGateway {
     /// Starts a gateway in this runtime.
     pub async fn start(config: Config) -> TestGateway {
-        let bound = partner_gateway::server::bind(config).await.expect("bind");
+        let bound = partner_gateway::front::server::bind(config)
+            .await
+            .expect("bind");
         let front = bound.front_addr();
         let admin = bound.admin_addr();
         let gateway = bound.gateway();

@@ -16,7 +16,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
 use crate::config::{Config, Sources};
-use crate::simulate::{Knobs, Simulator};
+use crate::demo::simulator::{Knobs, Simulator};
 
 /// How to run the demo.
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ pub enum DemoError {
     #[error("configuration: {0}")]
     Config(#[from] crate::config::ConfigError),
     #[error("start-up: {0}")]
-    Start(#[from] crate::server::StartError),
+    Start(#[from] crate::front::server::StartError),
     #[error("simulator: {0}")]
     Io(#[from] std::io::Error),
     #[error("walk-through request failed: {0}")]
@@ -162,7 +162,10 @@ async fn bind_simulator(fixed: bool) -> Result<Simulator, DemoError> {
     Ok(Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), knobs).await?)
 }
 
-async fn bind_gateway(fixed: bool, upstream: &str) -> Result<crate::server::Bound, DemoError> {
+async fn bind_gateway(
+    fixed: bool,
+    upstream: &str,
+) -> Result<crate::front::server::Bound, DemoError> {
     let config = |front: &str, admin: &str| -> Result<Config, DemoError> {
         let env = [
             ("PARTNER_GATEWAY__SERVER__LISTEN", front),
@@ -179,11 +182,13 @@ async fn bind_gateway(fixed: bool, upstream: &str) -> Result<crate::server::Boun
         })?)
     };
     if fixed {
-        if let Ok(bound) = crate::server::bind(config("127.0.0.1:8080", "127.0.0.1:9901")?).await {
+        if let Ok(bound) =
+            crate::front::server::bind(config("127.0.0.1:8080", "127.0.0.1:9901")?).await
+        {
             return Ok(bound);
         }
     }
-    Ok(crate::server::bind(config("127.0.0.1:0", "127.0.0.1:0")?).await?)
+    Ok(crate::front::server::bind(config("127.0.0.1:0", "127.0.0.1:0")?).await?)
 }
 
 /// Runs the demo: start, walk through, then serve until `shutdown` (if asked to).

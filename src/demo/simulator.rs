@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::Body;
-use crate::correlation::{Correlation, CORRELATION_ID, REQUEST_ID};
+use crate::front::correlation::{Correlation, CORRELATION_ID, REQUEST_ID};
 
 /// Dials of the simulator.
 #[derive(Debug, Clone)]
@@ -129,7 +129,7 @@ impl Simulator {
             let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
             loop {
                 let accepted = tokio::select! {
-                    () = crate::admin::stopped(&mut stopped) => return,
+                    _ = stopped.wait_for(|stop| *stop) => return,
                     accepted = listener.accept() => accepted,
                 };
                 let Ok((stream, _)) = accepted else {
@@ -148,7 +148,7 @@ impl Simulator {
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
                     tokio::select! {
                         _ = connection => {}
-                        () = crate::admin::stopped(&mut stopped) => {}
+                        _ = stopped.wait_for(|stop| *stop) => {}
                     }
                 });
             }

@@ -10,9 +10,9 @@ use http::{request, Request, Response, Version};
 use hyper::body::Incoming;
 
 use crate::body::Body;
-use crate::correlation::Correlation;
 use crate::error::GatewayError;
-use crate::upstream::Upstream;
+use crate::front::correlation::Correlation;
+use crate::upstream::client::Upstream;
 
 /// This hop's `Via` entry.
 pub const VIA: &str = "1.1 partner-gateway";

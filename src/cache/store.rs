@@ -1,4 +1,4 @@
-//! The order cache's memory: one moka cache for the process, bounded by bytes, plus a small
+//! The memory tier (L1): one moka cache for the process, bounded by bytes, plus a small
 //! secondary index so that "every entry of this order" and "every order of this customer" can
 //! be dropped without scanning the cache (SPEC §4.4).
 //!
@@ -21,10 +21,11 @@ use http::StatusCode;
 use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
-use crate::config::CacheConfig;
-use crate::key::{CacheKey, PartitionId};
-use crate::metrics::{Eviction, Metrics};
-use crate::route::{Guid, OrderRef};
+use crate::cache::key::{CacheKey, PartitionId, Purge};
+use crate::cache::policy::{Kind, Policy};
+use crate::front::route::{Guid, OrderRef};
+use crate::ops::metrics::Metrics;
+use crate::outcome::Eviction;
 
 /// One stored answer: an order (200) or a remembered 404.
 #[derive(Debug)]
@@ -41,7 +42,39 @@ pub struct Entry {
     pub stored_at: Instant,
 }
 
+/// Source of entry ids: unique in the process.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 impl Entry {
+    /// An entry stored (or revalidated) `stored_at`, with a fresh id.
+    pub fn new(
+        status: StatusCode,
+        body: Bytes,
+        content_type: Option<HeaderValue>,
+        etag: Option<HeaderValue>,
+        stored_at: Instant,
+    ) -> Entry {
+        Entry {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            status,
+            body,
+            content_type,
+            etag,
+            stored_at,
+        }
+    }
+
+    /// The same answer, confirmed current at `now` (a new id: it is a new stored value).
+    pub fn refreshed(&self, now: Instant) -> Entry {
+        Entry::new(
+            self.status,
+            self.body.clone(),
+            self.content_type.clone(),
+            self.etag.clone(),
+            now,
+        )
+    }
+
     /// Bytes this entry costs in the byte bound (body + headers; the key is added by the store).
     pub fn weight(&self) -> usize {
         self.body.len()
@@ -57,6 +90,15 @@ impl Entry {
     /// Whether this is a remembered 404.
     pub fn is_negative(&self) -> bool {
         self.status == StatusCode::NOT_FOUND
+    }
+
+    /// What freshness rules apply to it.
+    pub fn kind(&self) -> Kind {
+        if self.is_negative() {
+            Kind::NotFound
+        } else {
+            Kind::Resource
+        }
     }
 }
 
@@ -136,11 +178,10 @@ impl Index {
     }
 }
 
-/// The process's order cache.
+/// The process's memory tier.
 pub struct Store {
     cache: Cache<CacheKey, Arc<Entry>, Hasher>,
     index: Arc<Mutex<Index>>,
-    next_id: AtomicU64,
     epoch: AtomicU64,
 }
 
@@ -150,19 +191,16 @@ fn lock(index: &Mutex<Index>) -> std::sync::MutexGuard<'_, Index> {
 }
 
 impl Store {
-    /// A store bounded by `cache.max_bytes`, keeping entries as long as any rule may use them.
-    pub fn new(config: &CacheConfig, metrics: Arc<Metrics>) -> Store {
+    /// A store bounded by `max_bytes`, keeping entries as long as any rule may use them.
+    pub fn new(max_bytes: u64, policy: &Policy, metrics: Arc<Metrics>) -> Store {
         let index: Arc<Mutex<Index>> = Arc::default();
         let listener_index = index.clone();
-        let keep = (config.ttl + config.stale_while_revalidate.max(config.stale_if_error))
-            .max(config.negative_ttl)
-            .max(Duration::from_millis(1));
         let cache = Cache::builder()
-            .max_capacity(config.max_bytes)
+            .max_capacity(max_bytes)
             .weigher(|key: &CacheKey, entry: &Arc<Entry>| {
                 u32::try_from(key.weight() + entry.weight()).unwrap_or(u32::MAX)
             })
-            .time_to_live(keep)
+            .time_to_live(policy.longest_retention())
             .eviction_listener(move |key: Arc<CacheKey>, entry: Arc<Entry>, cause| {
                 let cause = match cause {
                     RemovalCause::Replaced => return,
@@ -177,14 +215,8 @@ impl Store {
         Store {
             cache,
             index,
-            next_id: AtomicU64::new(1),
             epoch: AtomicU64::new(0),
         }
-    }
-
-    /// A fresh entry id.
-    pub fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// The entry for a key, whatever its age. Synchronous, so that a hit is answered without
@@ -211,36 +243,22 @@ impl Store {
         true
     }
 
-    /// Drops every entry of one order, in every partition and locale.
-    pub fn purge_order(&self, order: OrderRef) -> usize {
-        let keys = {
-            let mut index = lock(&self.index);
-            self.epoch.fetch_add(1, Ordering::AcqRel);
-            index.take_order(order)
-        };
-        self.remove_all(keys)
-    }
-
-    /// Drops every entry of one customer.
-    pub fn purge_customer(&self, customer: Guid) -> usize {
+    /// Drops the entries a purge names, in every partition and locale; returns how many.
+    pub fn purge(&self, what: Purge) -> usize {
         let keys: Vec<CacheKey> = {
             let mut index = lock(&self.index);
             self.epoch.fetch_add(1, Ordering::AcqRel);
-            let orders = index.customers.remove(&customer).unwrap_or_default();
-            orders
-                .into_iter()
-                .flat_map(|order| index.take_order(OrderRef { customer, order }))
-                .collect()
-        };
-        self.remove_all(keys)
-    }
-
-    /// Drops everything.
-    pub fn purge_all(&self) -> usize {
-        let keys: Vec<CacheKey> = {
-            let mut index = lock(&self.index);
-            self.epoch.fetch_add(1, Ordering::AcqRel);
-            let orders: Vec<OrderRef> = index.orders.keys().copied().collect();
+            let orders: Vec<OrderRef> = match what {
+                Purge::Order(order) => vec![order],
+                Purge::Customer(customer) => {
+                    let orders = index.customers.remove(&customer).unwrap_or_default();
+                    orders
+                        .into_iter()
+                        .map(|order| OrderRef { customer, order })
+                        .collect()
+                }
+                Purge::All => index.orders.keys().copied().collect(),
+            };
             orders
                 .into_iter()
                 .flat_map(|order| index.take_order(order))
@@ -265,8 +283,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::key::KeyMaker;
     use crate::config::Config;
-    use crate::key::{CredentialMemo, KeyMaker};
+    use crate::front::credential::Fingerprinter;
     use http::HeaderMap;
 
     fn order(c: &str, o: &str) -> OrderRef {
@@ -276,21 +295,32 @@ mod tests {
         }
     }
 
-    fn entry(store: &Store, body: &'static str) -> Arc<Entry> {
-        Arc::new(Entry {
-            id: store.next_id(),
-            status: StatusCode::OK,
-            body: Bytes::from_static(body.as_bytes()),
-            content_type: None,
-            etag: Some(HeaderValue::from_static("\"v\"")),
-            stored_at: Instant::now(),
-        })
+    fn entry(body: &'static str) -> Arc<Entry> {
+        Arc::new(Entry::new(
+            StatusCode::OK,
+            Bytes::from_static(body.as_bytes()),
+            None,
+            Some(HeaderValue::from_static("\"v\"")),
+            Instant::now(),
+        ))
     }
 
     fn key(maker: &KeyMaker, o: OrderRef, token: &'static str) -> CacheKey {
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static(token));
-        maker.key(o, &h, &CredentialMemo::default()).expect("key")
+        static HASHER: std::sync::OnceLock<Fingerprinter> = std::sync::OnceLock::new();
+        let caller = HASHER.get_or_init(Fingerprinter::new).caller(&h, None);
+        maker.key(o, &h, caller).expect("key")
+    }
+
+    fn store() -> (Store, KeyMaker) {
+        let config = Config::defaults().expect("defaults");
+        let store = Store::new(
+            config.cache.max_bytes,
+            &Policy::new(&config.cache),
+            Arc::default(),
+        );
+        (store, KeyMaker::new(config.cache.partition))
     }
 
     const C1: &str = "00000000-0000-0000-0000-0000000000c1";
@@ -300,42 +330,33 @@ mod tests {
 
     #[test]
     fn purges_by_order_customer_and_all_through_the_index() {
-        let config = Config::defaults().expect("defaults");
-        let store = Store::new(&config.cache, Arc::default());
-        let maker = KeyMaker::new(config.cache.partition);
+        let (store, maker) = store();
         let epoch = store.epoch();
         for (c, o) in [(C1, O1), (C1, O2), (C2, O1)] {
             for token in ["Bearer a", "Bearer b"] {
-                let stored =
-                    store.insert(key(&maker, order(c, o), token), entry(&store, "{}"), epoch);
+                let stored = store.insert(key(&maker, order(c, o), token), entry("{}"), epoch);
                 assert!(stored);
             }
         }
         assert_eq!(store.usage().0, 6);
-        assert_eq!(store.purge_order(order(C1, O1)), 2);
-        assert_eq!(store.purge_order(order(C1, O1)), 0);
-        assert_eq!(store.purge_customer(Guid::parse(C1).expect("c")), 2);
-        assert_eq!(store.purge_all(), 2);
+        assert_eq!(store.purge(Purge::Order(order(C1, O1))), 2);
+        assert_eq!(store.purge(Purge::Order(order(C1, O1))), 0);
+        assert_eq!(store.purge(Purge::Customer(Guid::parse(C1).expect("c"))), 2);
+        assert_eq!(store.purge(Purge::All), 2);
         assert_eq!(store.usage().0, 0);
         // A fill that read the epoch before a purge does not store afterwards.
-        let stale = store.insert(
-            key(&maker, order(C1, O1), "Bearer a"),
-            entry(&store, "{}"),
-            epoch,
-        );
+        let stale = store.insert(key(&maker, order(C1, O1), "Bearer a"), entry("{}"), epoch);
         assert!(!stale);
     }
 
     #[test]
     fn replaced_entries_keep_their_index_record() {
-        let config = Config::defaults().expect("defaults");
-        let store = Store::new(&config.cache, Arc::default());
-        let maker = KeyMaker::new(config.cache.partition);
+        let (store, maker) = store();
         let k = key(&maker, order(C1, O1), "Bearer a");
         let epoch = store.epoch();
-        assert!(store.insert(k.clone(), entry(&store, "{}"), epoch));
-        assert!(store.insert(k.clone(), entry(&store, "{\"v\":2}"), epoch));
+        assert!(store.insert(k.clone(), entry("{}"), epoch));
+        assert!(store.insert(k.clone(), entry("{\"v\":2}"), epoch));
         store.usage();
-        assert_eq!(store.purge_order(order(C1, O1)), 1);
+        assert_eq!(store.purge(Purge::Order(order(C1, O1))), 1);
     }
 }

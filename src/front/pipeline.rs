@@ -1,10 +1,11 @@
 //! The life of one front request, start to finish.
 //!
 //! [`Gateway::handle`] is the outer handler: it never fails. It assigns the correlation IDs,
-//! decides the route, asks the cache (synchronously: a hit is answered on the spot), hands
-//! whatever must wait for the upstream to `Gateway::wait`, and ends every request in
-//! `Gateway::finish`, which turns an error into the SPEC §7 answer and writes the one access
-//! line of SPEC §9. A panic anywhere in a request's handling becomes that request's 500.
+//! decides the route, fingerprints the caller once, asks the cache (synchronously: a hit is
+//! answered on the spot), hands whatever must wait for the upstream to `Gateway::wait`, and
+//! ends every request in `Gateway::finish`, which turns an error into the SPEC §7 answer and
+//! writes the one access line of SPEC §9. A panic anywhere in a request's handling becomes
+//! that request's 500.
 
 use std::future::{ready, Ready};
 use std::panic::AssertUnwindSafe;
@@ -19,29 +20,32 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::body::Body;
+use crate::cache::key::Purge;
+use crate::cache::lookup::{self, Lookup, OrderCache, Pending};
+use crate::cache::policy::Policy;
+use crate::cache::tier::Tiers;
 use crate::config::Config;
-use crate::correlation::Correlation;
 use crate::error::GatewayError;
-use crate::fill::{FillContext, Fills};
-use crate::forward;
-use crate::key::{CredentialMemo, KeyMaker};
-use crate::metrics::Metrics;
-use crate::order::{self, CacheState, Lookup};
-use crate::route::{self, Route};
-use crate::shield::{Refusal, Shield};
-use crate::store::Store;
-use crate::upstream::{Upstream, UpstreamSetupError};
+use crate::front::correlation::Correlation;
+use crate::front::credential::{CredentialMemo, Fingerprint, Fingerprinter};
+use crate::front::route::{self, Route};
+use crate::ops::metrics::Metrics;
+use crate::outcome::{CacheState, Note, Refusal};
+use crate::upstream::client::UpstreamSetupError;
+use crate::upstream::exchange::{Exchange, Purpose};
 
 /// Process-wide state shared by every connection: one of each.
 pub struct Gateway {
+    /// The validated configuration it runs with.
     pub config: Config,
-    pub upstream: Arc<Upstream>,
-    pub keys: KeyMaker,
-    pub store: Arc<Store>,
-    pub fills: Arc<Fills>,
-    pub fill_context: FillContext,
-    pub shield: Arc<Shield>,
+    /// The cache's tiers (stats and purges go here).
+    pub tiers: Arc<Tiers>,
+    /// The order cache: lookup and fills.
+    pub cache: OrderCache,
+    /// The process's metrics.
     pub metrics: Arc<Metrics>,
+    exchange: Arc<Exchange>,
+    fingerprints: Fingerprinter,
     draining: AtomicBool,
 }
 
@@ -49,7 +53,7 @@ pub struct Gateway {
 pub type Handling = Either<Ready<Response<Body>>, BoxFuture<'static, Response<Body>>>;
 
 /// What a request carries from arrival to its access line.
-struct Exchange {
+struct Exchanged {
     started: Instant,
     route: Route,
     method: Method,
@@ -60,47 +64,33 @@ struct Exchange {
 /// A request that has to wait for the upstream.
 enum Waiting {
     /// An order request for a fill (coalesced per key).
-    Fill(order::Pending),
+    Fill(Pending),
     /// An order request not eligible for the cache.
-    Bypass(Request<Incoming>),
+    Bypass(Request<Incoming>, Option<Fingerprint>),
     /// Anything else Partner Center serves.
-    Forward(Request<Incoming>),
-}
-
-/// What the handler learned that the access line reports.
-#[derive(Debug, Default)]
-pub struct Note {
-    /// Status of the upstream response this request used, if one was received.
-    pub upstream_status: Option<u16>,
-    /// The `X-Cache` value sent, if any.
-    pub cache: Option<CacheState>,
-    /// Why the shield refused this request's upstream call, if it did.
-    pub shield: Option<Refusal>,
+    Forward(Request<Incoming>, Option<Fingerprint>),
 }
 
 impl Gateway {
     /// Builds the shared state; fails only on unusable TLS material.
     pub fn new(config: Config) -> Result<Arc<Gateway>, UpstreamSetupError> {
         let metrics = Arc::new(Metrics::new());
-        let upstream = Arc::new(Upstream::new(&config.upstream, metrics.clone())?);
-        let store = Arc::new(Store::new(&config.cache, metrics.clone()));
-        let shield = Arc::new(Shield::new(&config.upstream, metrics.clone()));
-        let fill_context = FillContext {
-            store: store.clone(),
-            upstream: upstream.clone(),
-            shield: shield.clone(),
-            config: Arc::new(config.cache.clone()),
-            metrics: metrics.clone(),
-        };
+        let exchange = Arc::new(Exchange::new(&config.upstream, metrics.clone())?);
+        let policy = Policy::new(&config.cache);
+        let tiers = Arc::new(Tiers::new(config.cache.max_bytes, &policy, metrics.clone()));
+        let cache = OrderCache::new(
+            &config.cache,
+            tiers.clone(),
+            exchange.clone(),
+            metrics.clone(),
+        );
         Ok(Arc::new(Gateway {
-            shield,
-            metrics,
-            keys: KeyMaker::new(config.cache.partition),
             config,
-            upstream,
-            store,
-            fills: Arc::default(),
-            fill_context,
+            tiers,
+            cache,
+            metrics,
+            exchange,
+            fingerprints: Fingerprinter::new(),
             draining: AtomicBool::new(false),
         }))
     }
@@ -120,7 +110,7 @@ impl Gateway {
     /// complete; only work that waits for the upstream becomes a (boxed) future.
     /// `memo` belongs to the client connection the request came on.
     pub fn handle(self: &Arc<Self>, request: Request<Incoming>, memo: &CredentialMemo) -> Handling {
-        let exchange = Exchange {
+        let exchanged = Exchanged {
             started: Instant::now(),
             route: route::classify(request.method(), request.uri()),
             method: request.method().clone(),
@@ -128,67 +118,92 @@ impl Gateway {
             correlation: Correlation::from_request(request.headers()),
         };
         let mut note = Note::default();
-        let waiting = match exchange.route {
+        let shield_needs = self.exchange.shield().needs_fingerprint();
+        let waiting = match exchanged.route {
             Route::InvalidId(field) => Err(GatewayError::InvalidIdentifier(field)),
-            Route::Forward => Ok(Waiting::Forward(request)),
+            Route::Forward => {
+                let caller = self.caller(&request, memo, shield_needs);
+                Ok(Waiting::Forward(request, caller))
+            }
             Route::Order(order) => {
-                let (correlation, started) = (&exchange.correlation, exchange.started);
+                let caller = self.caller(
+                    &request,
+                    memo,
+                    shield_needs || self.cache.needs_fingerprint(),
+                );
+                let (correlation, started) = (&exchanged.correlation, exchanged.started);
                 let looked = contain_panic_now(|| {
-                    order::lookup(self, request, order, started, correlation, memo, &mut note)
+                    self.cache
+                        .lookup(request, order, started, correlation, caller, &mut note)
                 });
                 match looked {
                     Ok(Lookup::Answered(response)) => {
-                        return Either::Left(ready(self.finish(&exchange, note, Ok(response))))
+                        return Either::Left(ready(self.finish(&exchanged, note, Ok(response))))
                     }
                     Ok(Lookup::Fetch(pending)) => Ok(Waiting::Fill(pending)),
-                    Ok(Lookup::Bypass(request)) => Ok(Waiting::Bypass(request)),
+                    Ok(Lookup::Bypass(request)) => Ok(Waiting::Bypass(request, caller)),
                     Err(error) => Err(error),
                 }
             }
         };
         match waiting {
-            Ok(waiting) => Either::Right(Box::pin(self.clone().wait(waiting, exchange, note))),
-            Err(error) => Either::Left(ready(self.finish(&exchange, note, Err(error)))),
+            Ok(waiting) => Either::Right(Box::pin(self.clone().wait(waiting, exchanged, note))),
+            Err(error) => Either::Left(ready(self.finish(&exchanged, note, Err(error)))),
         }
+    }
+
+    /// The caller's fingerprint, computed once per request and only when a rule needs it.
+    fn caller(
+        &self,
+        request: &Request<Incoming>,
+        memo: &CredentialMemo,
+        needed: bool,
+    ) -> Option<Fingerprint> {
+        needed
+            .then(|| self.fingerprints.caller(request.headers(), Some(memo)))
+            .flatten()
     }
 
     /// The part of a request that waits for the upstream, under the request's span.
     async fn wait(
         self: Arc<Self>,
         waiting: Waiting,
-        exchange: Exchange,
+        exchanged: Exchanged,
         mut note: Note,
     ) -> Response<Body> {
-        let correlation = &exchange.correlation;
+        let correlation = &exchanged.correlation;
         // A fill only waits for a shared outcome: its future is small. The forwarding ones
         // hold a whole upstream exchange and are boxed, so that a fill's future (moved into
         // its box on every miss) does not take their size.
         let work = async {
             match waiting {
-                Waiting::Fill(pending) => {
-                    order::fetch(&self, pending, correlation, &mut note).await
+                Waiting::Fill(pending) => self.cache.fetch(pending, correlation, &mut note).await,
+                Waiting::Bypass(request, caller) => {
+                    let sent =
+                        self.forward(request, caller, Purpose::Cached, correlation, &mut note);
+                    let response = Box::pin(sent).await?;
+                    Ok(lookup::marked(response, CacheState::Bypass, &mut note))
                 }
-                Waiting::Bypass(request) => {
-                    Box::pin(order::bypass(&self, request, correlation, &mut note)).await
-                }
-                Waiting::Forward(request) => {
-                    Box::pin(self.forward(request, false, correlation, &mut note)).await
+                Waiting::Forward(request, caller) => {
+                    let sent =
+                        self.forward(request, caller, Purpose::Forward, correlation, &mut note);
+                    Box::pin(sent).await
                 }
             }
         };
         let result = contain_panic(work.instrument(correlation.span())).await;
-        self.finish(&exchange, note, result)
+        self.finish(&exchanged, note, result)
     }
 
     /// Every request ends here: an error becomes its SPEC §7 answer, then metrics and the
     /// access line.
     fn finish(
         &self,
-        exchange: &Exchange,
+        exchanged: &Exchanged,
         mut note: Note,
         result: Result<Response<Body>, GatewayError>,
     ) -> Response<Body> {
-        let correlation = &exchange.correlation;
+        let correlation = &exchanged.correlation;
         let response = match result {
             Ok(response) => response,
             Err(error) => {
@@ -200,72 +215,41 @@ impl Gateway {
                 error.into_response(correlation)
             }
         };
-        let elapsed = exchange.started.elapsed();
+        let elapsed = exchanged.started.elapsed();
         self.metrics.request(
-            matches!(exchange.route, Route::Forward),
+            matches!(exchanged.route, Route::Forward),
             response.status().as_u16(),
             note.cache,
             elapsed,
         );
-        access_log(exchange, &response, &note, elapsed);
+        access_log(exchanged, &response, &note, elapsed);
         response
     }
 
-    /// Sends a request upstream as it came and streams the answer back, through the shield
-    /// (`order`: an order-by-ID request, which the cooldown applies to and a 429 opens one).
-    /// A successful unsafe request on an order (or below it) drops that order's entries
-    /// (RFC 9111 §4.4).
-    pub async fn forward(
+    /// Sends a request upstream as it came and streams the answer back. A successful unsafe
+    /// request on an order (or below it) drops every entry of that order (RFC 9111 §4.4).
+    async fn forward(
         &self,
         request: Request<Incoming>,
-        order: bool,
+        caller: Option<Fingerprint>,
+        purpose: Purpose,
         correlation: &Correlation,
         note: &mut Note,
     ) -> Result<Response<Body>, GatewayError> {
         let (parts, body) = request.into_parts();
-        self.forward_parts(&parts, Body::from(body), order, correlation, note)
-            .await
-    }
-
-    /// [`Gateway::forward`] for a request already taken apart.
-    pub async fn forward_parts(
-        &self,
-        parts: &http::request::Parts,
-        body: Body,
-        order: bool,
-        correlation: &Correlation,
-        note: &mut Note,
-    ) -> Result<Response<Body>, GatewayError> {
-        // No connection memo on this path: one hash is small beside an upstream exchange.
-        let scope = self.shield.scope_of(&self.keys, &parts.headers, None);
-        let admission = self.shield.admit(scope, order).await.map_err(|refused| {
-            note.shield = Some(refused.reason);
-            refused.error
-        })?;
-        let upstream_request = forward::upstream_request(parts, body, correlation, &self.upstream)?;
-        let response = self.upstream.send(upstream_request).await;
-        drop(admission);
-        let response = response?;
-        note.upstream_status = Some(response.status().as_u16());
-        if order && response.status() == http::StatusCode::TOO_MANY_REQUESTS {
-            self.shield.open_cooldown(scope, response.headers());
-        }
-        if response.status().is_success() && !is_safe(&parts.method) {
+        let scope = self.exchange.shield().scope_of(caller);
+        let response = self
+            .exchange
+            .forward(&parts, Body::from(body), scope, purpose, correlation, note)
+            .await?;
+        if response.status().is_success() && !parts.method.is_safe() {
             if let Some(order) = route::order_at_or_below(parts.uri.path()) {
-                let purged = self.store.purge_order(order);
+                let purged = self.tiers.purge(Purge::Order(order));
                 tracing::debug!(purged, "order invalidated by a successful unsafe request");
             }
         }
-        Ok(forward::client_response(response, correlation))
+        Ok(response)
     }
-}
-
-/// Methods that cannot change the order (RFC 9110 §9.2.1).
-fn is_safe(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    )
 }
 
 /// Runs a request's inner handler so that a panic in it becomes this request's 500 and
@@ -288,19 +272,19 @@ fn contain_panic_now<T>(
 }
 
 /// The one access line of SPEC §9. Never the query string, `Authorization` or a body.
-fn access_log(exchange: &Exchange, response: &Response<Body>, note: &Note, elapsed: Duration) {
+fn access_log(exchanged: &Exchanged, response: &Response<Body>, note: &Note, elapsed: Duration) {
     tracing::info!(
         target: "partner_gateway::access",
-        method = exchange.method.as_str(),
-        path = exchange.uri.path(),
-        route = exchange.route.label(),
+        method = exchanged.method.as_str(),
+        path = exchanged.uri.path(),
+        route = exchanged.route.label(),
         status = response.status().as_u16(),
         cache = note.cache.map(CacheState::as_str),
         upstream_status = note.upstream_status,
         shield = note.shield.map(Refusal::as_str),
         latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
-        correlation_id = exchange.correlation.correlation_str(),
-        request_id = exchange.correlation.request_str(),
+        correlation_id = exchanged.correlation.correlation_str(),
+        request_id = exchanged.correlation.request_str(),
         "request"
     );
 }

@@ -16,8 +16,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::Body;
-use crate::pipeline::Gateway;
-use crate::route::{Guid, OrderRef};
+use crate::cache::key::Purge;
+use crate::front::pipeline::Gateway;
+use crate::front::route::{Guid, OrderRef};
 
 /// Accepts admin connections until `stop` turns true.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
@@ -84,8 +85,9 @@ pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<B
 
 /// `GET /metrics`: the Prometheus text format, cache gauges current as of this scrape.
 async fn metrics(gateway: &Gateway) -> Response<Body> {
-    let (entries, bytes) = gateway.store.usage();
-    let mut response = Response::new(Body::full(gateway.metrics.render(entries, bytes)));
+    let usage = gateway.tiers.usage();
+    let text = gateway.metrics.render(usage.entries, usage.bytes);
+    let mut response = Response::new(Body::full(text));
     let headers = response.headers_mut();
     headers.insert(
         CONTENT_TYPE,
@@ -97,7 +99,7 @@ async fn metrics(gateway: &Gateway) -> Response<Body> {
 
 /// `GET /cache/stats`: what is in the cache and how it has been used since start.
 async fn stats(gateway: &Gateway) -> Response<Body> {
-    let (entries, bytes) = gateway.store.usage();
+    let usage = gateway.tiers.usage();
     let outcomes = gateway.metrics.outcomes();
     let count = |label: &str| {
         outcomes
@@ -118,12 +120,12 @@ async fn stats(gateway: &Gateway) -> Response<Body> {
         .map(|(label, n)| ((*label).to_owned(), serde_json::Value::from(*n)))
         .collect();
     let body = serde_json::json!({
-        "entries": entries,
-        "bytes": bytes,
+        "entries": usage.entries,
+        "bytes": usage.bytes,
         "max_bytes": gateway.config.cache.max_bytes,
         "hit_ratio": hit_ratio,
         "outcomes": by_outcome,
-        "fills_in_progress": gateway.fills.in_progress(),
+        "fills_in_progress": gateway.cache.fills_in_progress(),
     });
     json(StatusCode::OK, body.to_string())
 }
@@ -153,13 +155,8 @@ async fn cache_admin(gateway: &Gateway, method: &Method, path: &str) -> Response
     };
     // A purge may remove many entries one by one (a whole cache: 100,000s): it runs on the
     // blocking pool, never on a worker that answers requests.
-    let store = gateway.store.clone();
-    let purged = tokio::task::spawn_blocking(move || match target {
-        Purge::All => store.purge_all(),
-        Purge::Customer(customer) => store.purge_customer(customer),
-        Purge::Order(order) => store.purge_order(order),
-    })
-    .await;
+    let tiers = gateway.tiers.clone();
+    let purged = tokio::task::spawn_blocking(move || tiers.purge(target)).await;
     let Ok(purged) = purged else {
         tracing::error!(?target, "cache purge failed");
         return json(
@@ -169,13 +166,6 @@ async fn cache_admin(gateway: &Gateway, method: &Method, path: &str) -> Response
     };
     tracing::info!(purged, ?target, "cache purged by admin request");
     json(StatusCode::OK, format!(r#"{{"purged":{purged}}}"#))
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Purge {
-    All,
-    Customer(Guid),
-    Order(OrderRef),
 }
 
 fn json(status: StatusCode, body: String) -> Response<Body> {

@@ -50,11 +50,6 @@ pub fn if_none_match_matches(headers: &HeaderMap, etag: &HeaderValue) -> bool {
     })
 }
 
-/// Whether the request carries `If-None-Match` at all.
-pub fn has_if_none_match(headers: &HeaderMap) -> bool {
-    headers.contains_key(IF_NONE_MATCH)
-}
-
 /// Comma-separated list members, trimmed, without empties. Entity-tags cannot contain commas
 /// inside their quotes in practice for this API (base64), and a quoted comma is split only
 /// outside quotes here anyway.

@@ -20,8 +20,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{Scope, UpstreamConfig};
 use crate::error::GatewayError;
-use crate::key::{CredentialMemo, KeyMaker};
-use crate::metrics::Metrics;
+use crate::front::credential::Fingerprint;
+use crate::ops::metrics::Metrics;
+use crate::outcome::Refusal;
 
 /// The longest cooldown an upstream `Retry-After` can impose (SPEC §6).
 pub const MAX_COOLDOWN: Duration = Duration::from_secs(300);
@@ -29,26 +30,7 @@ pub const MAX_COOLDOWN: Duration = Duration::from_secs(300);
 /// Who shares a bucket and a cooldown: everybody (global scope), one credential, or every
 /// caller without `Authorization` together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ScopeKey(Option<[u8; 32]>);
-
-/// Why the shield refused a request (the `reason` of logs and metrics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    Budget,
-    InFlight,
-    Cooldown,
-}
-
-impl Refusal {
-    /// Label for logs and `partner_gateway_shield_rejections_total`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::Budget => "budget",
-            Refusal::InFlight => "in_flight",
-            Refusal::Cooldown => "cooldown",
-        }
-    }
-}
+pub struct ScopeKey(Option<Fingerprint>);
 
 /// A refusal and the answer that goes with it.
 #[derive(Debug, Clone)]
@@ -114,26 +96,18 @@ impl Shield {
         }
     }
 
-    /// The scope of a request, from its `Authorization` header; through the connection's
-    /// memo when the caller has one.
-    pub fn scope_of(
-        &self,
-        keys: &KeyMaker,
-        headers: &HeaderMap,
-        memo: Option<&CredentialMemo>,
-    ) -> ScopeKey {
+    /// Whether scopes need the caller's fingerprint (so the front computes it).
+    pub fn needs_fingerprint(&self) -> bool {
+        self.scope == Scope::Credential
+    }
+
+    /// The scope of a request whose caller is `caller` (`None`: no `Authorization`; every such
+    /// caller shares one scope). The front computes `caller` whenever
+    /// [`Shield::needs_fingerprint`].
+    pub fn scope_of(&self, caller: Option<Fingerprint>) -> ScopeKey {
         match self.scope {
             Scope::Global => ScopeKey(None),
-            Scope::Credential => {
-                ScopeKey(
-                    headers
-                        .get(http::header::AUTHORIZATION)
-                        .map(|v| match memo {
-                            Some(memo) => memo.fingerprint(keys, v),
-                            None => keys.fingerprint(v),
-                        }),
-                )
-            }
+            Scope::Credential => ScopeKey(caller),
         }
     }
 

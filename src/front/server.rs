@@ -19,10 +19,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::admin;
 use crate::config::Config;
-use crate::key::CredentialMemo;
-use crate::pipeline::Gateway;
+use crate::front::credential::CredentialMemo;
+use crate::front::pipeline::Gateway;
+use crate::ops::admin;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +34,7 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Upstream(#[from] crate::upstream::UpstreamSetupError),
+    Upstream(#[from] crate::upstream::client::UpstreamSetupError),
 }
 
 /// Listeners bound and state built; nothing accepted yet.

@@ -16,30 +16,29 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-use crate::cacheability::NotStored;
-use crate::order::CacheState;
-use crate::shield::Refusal;
+use crate::outcome::{CacheState, Eviction, NotStored, Refusal};
 
 /// Request latency buckets, in seconds: from a cache hit (~50 µs) to a slow upstream (10 s).
 const BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 10.0,
 ];
 
-/// `X-Cache` values in label order; index 0 is "none".
-const CACHE_LABELS: [&str; 6] = ["none", "MISS", "HIT", "STALE", "REVALIDATED", "BYPASS"];
 const ROUTES: [&str; 2] = ["order", "forward"];
 const STATUS_MIN: u16 = 100;
 const STATUS_SLOTS: usize = 500; // 100..=599
+/// "none" (no `X-Cache` sent) and every [`CacheState`].
+const CACHE_SLOTS: usize = 1 + CacheState::ALL.len();
 
-/// Index of an `X-Cache` state in [`CACHE_LABELS`].
+/// The `cache` label of a request: slot 0 is "none", then [`CacheState::ALL`] in order.
 fn cache_slot(cache: Option<CacheState>) -> usize {
-    match cache {
-        None => 0,
-        Some(CacheState::Miss) => 1,
-        Some(CacheState::Hit) => 2,
-        Some(CacheState::Stale) => 3,
-        Some(CacheState::Revalidated) => 4,
-        Some(CacheState::Bypass) => 5,
+    cache.map_or(0, |state| 1 + state.index())
+}
+
+/// The label of a [`cache_slot`].
+fn cache_label(slot: usize) -> &'static str {
+    match slot.checked_sub(1) {
+        None => "none",
+        Some(i) => CacheState::ALL[i].as_str(),
     }
 }
 
@@ -56,20 +55,13 @@ pub struct Metrics {
     coalesced_waits: Counter,
     cache_entries: Gauge,
     cache_bytes: Gauge,
-    not_stored: [Counter; 6],
-    shield_rejections: [Counter; 3],
+    /// One per word of each vocabulary, at the word's `index()`.
+    not_stored: Vec<Counter>,
+    shield_rejections: Vec<Counter>,
     cooldowns: Counter,
-    evictions: [Counter; 3],
+    evictions: Vec<Counter>,
     upstream_in_flight: Gauge,
-    outcomes: [AtomicU64; 6],
-}
-
-/// Why an entry left the cache (the `cause` of `partner_gateway_cache_evictions_total`).
-#[derive(Debug, Clone, Copy)]
-pub enum Eviction {
-    Size,
-    Expired,
-    Explicit,
+    outcomes: [AtomicU64; CACHE_SLOTS],
 }
 
 fn meta() -> Metadata<'static> {
@@ -162,23 +154,23 @@ impl Metrics {
         let reason = |name: &'static str, value: &'static str| {
             counter(name, vec![Label::from_static_parts("reason", value)])
         };
-        let not_stored = [
-            NotStored::Status,
-            NotStored::NotJson,
-            NotStored::IdMismatch,
-            NotStored::NoEtag,
-            NotStored::NoStore,
-            NotStored::TooLarge,
-        ]
-        .map(|r| reason("partner_gateway_cache_not_stored_total", r.as_str()));
-        let shield_rejections = [Refusal::Budget, Refusal::InFlight, Refusal::Cooldown]
-            .map(|r| reason("partner_gateway_shield_rejections_total", r.as_str()));
-        let evictions = ["size", "expired", "explicit"].map(|cause| {
-            counter(
-                "partner_gateway_cache_evictions_total",
-                vec![Label::from_static_parts("cause", cause)],
-            )
-        });
+        let not_stored = NotStored::ALL
+            .iter()
+            .map(|r| reason("partner_gateway_cache_not_stored_total", r.as_str()))
+            .collect();
+        let shield_rejections = Refusal::ALL
+            .iter()
+            .map(|r| reason("partner_gateway_shield_rejections_total", r.as_str()))
+            .collect();
+        let evictions = Eviction::ALL
+            .iter()
+            .map(|cause| {
+                counter(
+                    "partner_gateway_cache_evictions_total",
+                    vec![Label::from_static_parts("cause", cause.as_str())],
+                )
+            })
+            .collect();
         let request_duration = ROUTES.map(|route| {
             histogram(
                 "partner_gateway_request_duration_seconds",
@@ -194,7 +186,7 @@ impl Metrics {
         )
         .set(1.0);
         let metrics = Metrics {
-            requests: (0..ROUTES.len() * CACHE_LABELS.len() * STATUS_SLOTS)
+            requests: (0..ROUTES.len() * CACHE_SLOTS * STATUS_SLOTS)
                 .map(|_| OnceLock::new())
                 .collect(),
             requests_other: Mutex::new(HashMap::new()),
@@ -239,12 +231,12 @@ impl Metrics {
             vec![
                 Label::from_static_parts("route", ROUTES[r]),
                 Label::new("status", status.to_string()),
-                Label::from_static_parts("cache", CACHE_LABELS[c]),
+                Label::from_static_parts("cache", cache_label(c)),
             ]
         };
         let slot = usize::from(status.wrapping_sub(STATUS_MIN));
         if slot < STATUS_SLOTS {
-            let index = (r * CACHE_LABELS.len() + c) * STATUS_SLOTS + slot;
+            let index = (r * CACHE_SLOTS + c) * STATUS_SLOTS + slot;
             self.requests[index]
                 .get_or_init(|| self.status_counter("partner_gateway_requests_total", labels()))
                 .increment(1);
@@ -282,12 +274,12 @@ impl Metrics {
 
     /// An upstream order response was not stored.
     pub fn not_stored(&self, reason: NotStored) {
-        self.not_stored[reason as usize].increment(1);
+        self.not_stored[reason.index()].increment(1);
     }
 
     /// The shield refused an upstream call.
     pub fn shield_rejection(&self, reason: Refusal) {
-        self.shield_rejections[reason as usize].increment(1);
+        self.shield_rejections[reason.index()].increment(1);
     }
 
     /// An upstream 429 opened a cooldown.
@@ -297,7 +289,7 @@ impl Metrics {
 
     /// An entry left the cache.
     pub fn eviction(&self, cause: Eviction) {
-        self.evictions[cause as usize].increment(1);
+        self.evictions[cause.index()].increment(1);
     }
 
     /// Upstream requests in flight changed by `delta`.
@@ -306,12 +298,8 @@ impl Metrics {
     }
 
     /// Answers by `X-Cache` value since start ("none" first).
-    pub fn outcomes(&self) -> [(&'static str, u64); 6] {
-        let mut out = [("", 0); 6];
-        for (i, label) in CACHE_LABELS.iter().enumerate() {
-            out[i] = (label, self.outcomes[i].load(Ordering::Relaxed));
-        }
-        out
+    pub fn outcomes(&self) -> [(&'static str, u64); CACHE_SLOTS] {
+        std::array::from_fn(|i| (cache_label(i), self.outcomes[i].load(Ordering::Relaxed)))
     }
 
     /// Folds recorded histogram samples into their buckets. The exporter keeps raw samples until
@@ -335,15 +323,10 @@ mod tests {
 
     #[test]
     fn cache_slots_match_their_labels() {
-        for state in [
-            CacheState::Miss,
-            CacheState::Hit,
-            CacheState::Stale,
-            CacheState::Revalidated,
-            CacheState::Bypass,
-        ] {
-            assert_eq!(CACHE_LABELS[cache_slot(Some(state))], state.as_str());
+        for state in CacheState::ALL {
+            assert_eq!(cache_label(cache_slot(Some(*state))), state.as_str());
         }
-        assert_eq!(CACHE_LABELS[cache_slot(None)], "none");
+        assert_eq!(cache_label(cache_slot(None)), "none");
+        assert_eq!(CACHE_SLOTS, 6);
     }
 }

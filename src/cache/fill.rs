@@ -13,20 +13,25 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::{BoxFuture, FutureExt, Shared};
-use http::header::{HeaderValue, CONTENT_TYPE, IF_NONE_MATCH};
+use http::header::{CONTENT_TYPE, IF_NONE_MATCH};
 use http::{response, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::body::Body;
-use crate::cacheability::{self, NotStored};
+use crate::cache::cacheability;
+use crate::cache::key::{detach, CacheKey};
+use crate::cache::policy::{Freshness, Policy};
+use crate::cache::store::Entry;
+use crate::cache::tier::Tiers;
 use crate::config::CacheConfig;
 use crate::error::GatewayError;
-use crate::key::CacheKey;
-use crate::metrics::Metrics;
-use crate::shield::{Refusal, Refused, ScopeKey, Shield};
-use crate::store::{Entry, Store};
-use crate::upstream::Upstream;
+use crate::front::conditional::RequestDirectives;
+use crate::ops::metrics::Metrics;
+use crate::outcome::{CacheState, NotStored, Refusal};
+use crate::upstream::client::describe;
+use crate::upstream::exchange::{Exchange, Failure, Purpose};
+use crate::upstream::shield::ScopeKey;
 
 /// How a fill ended; shared by every request that waited for it.
 pub enum Outcome {
@@ -34,63 +39,71 @@ pub enum Outcome {
     /// already refreshed by someone else (`Hit`).
     Entry {
         entry: Arc<Entry>,
-        state: Fetched,
+        state: CacheState,
         upstream_status: Option<u16>,
     },
-    /// The upstream failed and the prior entry is still within `stale_if_error`, or the shield
-    /// refused the upstream call and a prior entry exists.
+    /// The upstream failed, or the shield refused the call, and the prior entry may stand in
+    /// (SPEC §4.1, stale-if-error).
     Stale {
         entry: Arc<Entry>,
         upstream_status: Option<u16>,
         refusal: Option<Refusal>,
     },
     /// An answer that is not stored, passed to every waiter as received.
-    Passed {
-        head: response::Parts,
-        body: Bytes,
-        reason: NotStored,
-    },
+    Passed { head: response::Parts, body: Bytes },
     /// An answer too large to buffer: the first waiter to claim it streams it; the others
     /// must ask the upstream themselves.
     Oversized(Mutex<Option<Response<Body>>>),
-    /// No answer: connect error, timeout, broken response.
-    Failed(GatewayError),
-    /// The shield kept the request from the upstream and nothing cached can stand in.
-    Refused(Refused),
-}
-
-/// Which fresh state an entry outcome reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fetched {
-    Miss,
-    Revalidated,
-    Hit,
+    /// No answer and nothing cached to stand in: connect error, timeout, broken response, or
+    /// the shield kept the request from the upstream.
+    Failed(Failure),
 }
 
 type SharedOutcome = Shared<BoxFuture<'static, Arc<Outcome>>>;
 
-/// The fills in progress, by key.
-#[derive(Default)]
-pub struct Fills {
-    in_flight: Mutex<HashMap<CacheKey, SharedOutcome, foldhash::fast::RandomState>>,
+/// What a fill needs from the process.
+struct FillContext {
+    tiers: Arc<Tiers>,
+    exchange: Arc<Exchange>,
+    policy: Policy,
+    /// The body size limit in force (SPEC §2: the smaller of the two cache bounds).
+    entry_limit: usize,
+    /// Whether upstream 404s are remembered (`cache.negative_ttl > 0`).
+    remember_not_found: bool,
+    metrics: Arc<Metrics>,
 }
 
-/// What a fill needs from the process.
-#[derive(Clone)]
-pub struct FillContext {
-    pub store: Arc<Store>,
-    pub upstream: Arc<Upstream>,
-    pub shield: Arc<Shield>,
-    pub config: Arc<CacheConfig>,
-    pub metrics: Arc<Metrics>,
+/// The fills in progress, by key, and what they need.
+pub struct Fills {
+    in_flight: Mutex<HashMap<CacheKey, SharedOutcome, foldhash::fast::RandomState>>,
+    ctx: FillContext,
 }
 
 impl Fills {
+    /// Fills that ask `exchange` and store into `tiers` under the rules of `config`.
+    pub fn new(
+        config: &CacheConfig,
+        tiers: Arc<Tiers>,
+        exchange: Arc<Exchange>,
+        metrics: Arc<Metrics>,
+    ) -> Fills {
+        Fills {
+            in_flight: Mutex::default(),
+            ctx: FillContext {
+                tiers,
+                exchange,
+                policy: Policy::new(config),
+                entry_limit: config.max_entry_bytes, // MERGE: config.entry_limit()
+                remember_not_found: !config.negative_ttl.is_zero(),
+                metrics,
+            },
+        }
+    }
+
     /// Joins the fill in progress for `key`, or starts one with the request `build` makes.
     /// Returns the shared outcome and whether this caller joined an existing fill.
     pub fn start_or_join(
         self: &Arc<Self>,
-        ctx: &FillContext,
         key: &CacheKey,
         prior: Option<Arc<Entry>>,
         scope: ScopeKey,
@@ -106,14 +119,13 @@ impl Fills {
         let request = build();
         let task = {
             let fills = self.clone();
-            let ctx = ctx.clone();
             let key = key.clone();
             let span = tracing::Span::current();
             tokio::spawn(tracing::Instrument::instrument(
                 async move {
                     let outcome = match request {
-                        Ok(request) => run(&ctx, &key, prior, scope, request).await,
-                        Err(e) => Outcome::Failed(e),
+                        Ok(request) => run(&fills.ctx, &key, prior, scope, request).await,
+                        Err(e) => Outcome::Failed(e.into()),
                     };
                     fills
                         .in_flight
@@ -127,7 +139,7 @@ impl Fills {
         };
         let shared = async move {
             task.await
-                .unwrap_or_else(|_| Arc::new(Outcome::Failed(GatewayError::Internal)))
+                .unwrap_or_else(|_| Arc::new(Outcome::Failed(GatewayError::Internal.into())))
         }
         .boxed()
         .shared();
@@ -135,7 +147,7 @@ impl Fills {
         (shared, false)
     }
 
-    /// Number of fills in progress (for tests and stats).
+    /// Number of fills in progress (for stats).
     pub fn in_progress(&self) -> usize {
         self.in_flight
             .lock()
@@ -152,14 +164,18 @@ async fn run(
     scope: ScopeKey,
     mut request: Request<Body>,
 ) -> Outcome {
-    let epoch = ctx.store.epoch();
+    let epoch = ctx.tiers.epoch();
     // Someone may have stored a newer entry between this caller's lookup and now.
-    if let Some(current) = ctx.store.get(key) {
+    if let Some(current) = ctx.tiers.get(key) {
         let newer = prior.as_ref().is_none_or(|p| p.id != current.id);
-        if newer && !current.is_negative() && current.age(Instant::now()) <= ctx.config.ttl {
+        let age = current.age(Instant::now());
+        let fresh = ctx
+            .policy
+            .freshness(current.kind(), age, &RequestDirectives::default());
+        if newer && fresh == Freshness::Fresh {
             return Outcome::Entry {
                 entry: current,
-                state: Fetched::Hit,
+                state: CacheState::Hit,
                 upstream_status: None,
             };
         }
@@ -167,64 +183,47 @@ async fn run(
     if let Some(etag) = prior.as_ref().and_then(|p| p.etag.clone()) {
         request.headers_mut().insert(IF_NONE_MATCH, etag);
     }
-    let admission = match ctx.shield.admit(scope, true).await {
-        Ok(admission) => admission,
-        Err(refused) => {
-            return match prior.filter(|p| !p.is_negative()) {
-                Some(entry) => Outcome::Stale {
-                    entry,
-                    upstream_status: None,
-                    refusal: Some(refused.reason),
-                },
-                None => Outcome::Refused(refused),
-            };
-        }
-    };
-    let exchange = async {
-        let response = ctx.upstream.send(request).await?;
-        read_limited(response, ctx.config.max_entry_bytes).await
-    };
-    let read = match tokio::time::timeout(ctx.upstream.request_timeout(), exchange).await {
-        Ok(read) => read,
-        Err(_) => Err(ctx.upstream.timeout_error()),
-    };
-    drop(admission);
+    let limit = ctx.entry_limit;
+    let read = ctx
+        .exchange
+        .send(scope, Purpose::Cached, request, |response| {
+            read_limited(response, limit)
+        })
+        .await;
     let (head, body) = match read {
         Ok(Read::Whole(head, body)) => (head, body),
         Ok(Read::Oversized(response)) => {
             ctx.metrics.not_stored(NotStored::TooLarge);
             return Outcome::Oversized(Mutex::new(Some(response)));
         }
-        Err(error) => {
-            return match usable_for_error(ctx, prior) {
+        Err(failure) => {
+            return match stand_in(ctx, prior) {
                 Some(entry) => Outcome::Stale {
                     entry,
                     upstream_status: None,
-                    refusal: None,
+                    refusal: failure.refusal,
                 },
-                None => Outcome::Failed(error),
+                None => Outcome::Failed(failure),
             };
         }
     };
     let status = head.status;
     let upstream_status = Some(status.as_u16());
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        ctx.shield.open_cooldown(scope, &head.headers);
-    }
+    let now = Instant::now();
 
     if status == StatusCode::NOT_MODIFIED {
         if let Some(prior) = prior.as_ref().filter(|p| p.etag.is_some()) {
-            let entry = Arc::new(refreshed(ctx, prior));
-            ctx.store.insert(key.clone(), entry.clone(), epoch);
+            let entry = Arc::new(prior.refreshed(now));
+            ctx.tiers.put(key.clone(), entry.clone(), epoch);
             return Outcome::Entry {
                 entry,
-                state: Fetched::Revalidated,
+                state: CacheState::Revalidated,
                 upstream_status,
             };
         }
     }
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-        if let Some(entry) = usable_for_error(ctx, prior.clone()) {
+        if let Some(entry) = stand_in(ctx, prior.clone()) {
             ctx.metrics.not_stored(NotStored::Status);
             return Outcome::Stale {
                 entry,
@@ -233,49 +232,36 @@ async fn run(
             };
         }
     }
-    if status == StatusCode::NOT_FOUND && !ctx.config.negative_ttl.is_zero() {
-        let entry = Arc::new(Entry {
-            id: ctx.store.next_id(),
-            status,
-            body,
-            content_type: head.headers.get(CONTENT_TYPE).map(detach),
-            etag: None,
-            stored_at: Instant::now(),
-        });
-        ctx.store.insert(key.clone(), entry.clone(), epoch);
+    let content_type = head.headers.get(CONTENT_TYPE).map(detach);
+    if status == StatusCode::NOT_FOUND && ctx.remember_not_found {
+        let entry = Arc::new(Entry::new(status, body, content_type, None, now));
+        ctx.tiers.put(key.clone(), entry.clone(), epoch);
         return Outcome::Entry {
             entry,
-            state: Fetched::Miss,
+            state: CacheState::Miss,
             upstream_status,
         };
     }
-    match cacheability::judge(
-        status,
-        &head.headers,
-        &body,
-        &key.order.order,
-        ctx.config.max_entry_bytes,
-    ) {
+    match cacheability::judge(status, &head.headers, &body, &key.order.order) {
         Ok(storable) => {
             let unchanged = prior
                 .as_ref()
                 .and_then(|p| p.etag.as_ref())
                 .is_some_and(|etag| *etag == storable.etag);
-            let entry = Arc::new(Entry {
-                id: ctx.store.next_id(),
+            let entry = Arc::new(Entry::new(
                 status,
                 body,
-                content_type: head.headers.get(CONTENT_TYPE).map(detach),
-                etag: Some(storable.etag),
-                stored_at: Instant::now(),
-            });
-            ctx.store.insert(key.clone(), entry.clone(), epoch);
+                content_type,
+                Some(storable.etag),
+                now,
+            ));
+            ctx.tiers.put(key.clone(), entry.clone(), epoch);
             Outcome::Entry {
                 entry,
                 state: if unchanged {
-                    Fetched::Revalidated
+                    CacheState::Revalidated
                 } else {
-                    Fetched::Miss
+                    CacheState::Miss
                 },
                 upstream_status,
             }
@@ -287,47 +273,15 @@ async fn run(
                 status = status.as_u16(),
                 "order response not stored"
             );
-            Outcome::Passed { head, body, reason }
+            Outcome::Passed { head, body }
         }
     }
 }
 
-/// A copy of a header value in its own small allocation. Values parsed by hyper share the
-/// connection's whole read buffer; keeping one in a long-lived entry would keep that buffer
-/// (kilobytes) alive with it.
-/// The usual Content-Types are not copied at all but shared as static values.
-pub fn detach(value: &HeaderValue) -> HeaderValue {
-    const COMMON: [&str; 3] = [
-        "application/json; charset=utf-8",
-        "application/json",
-        "application/json;charset=utf-8",
-    ];
-    COMMON
-        .iter()
-        .find(|c| c.as_bytes() == value.as_bytes())
-        .map(|c| HeaderValue::from_static(c))
-        .unwrap_or_else(|| {
-            HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone())
-        })
-}
-
-/// The prior entry, when the rules allow serving it because the upstream failed.
-fn usable_for_error(ctx: &FillContext, prior: Option<Arc<Entry>>) -> Option<Arc<Entry>> {
-    prior.filter(|p| {
-        !p.is_negative() && p.age(Instant::now()) <= ctx.config.ttl + ctx.config.stale_if_error
-    })
-}
-
-/// The same entry, confirmed current now.
-fn refreshed(ctx: &FillContext, prior: &Entry) -> Entry {
-    Entry {
-        id: ctx.store.next_id(),
-        status: prior.status,
-        body: prior.body.clone(),
-        content_type: prior.content_type.clone(),
-        etag: prior.etag.clone(),
-        stored_at: Instant::now(),
-    }
+/// The prior entry, when the policy lets it stand in for an upstream that failed or a call
+/// the shield refused.
+fn stand_in(ctx: &FillContext, prior: Option<Arc<Entry>>) -> Option<Arc<Entry>> {
+    prior.filter(|p| ctx.policy.serves_on_error(p.kind(), p.age(Instant::now())))
 }
 
 enum Read {
@@ -343,8 +297,7 @@ async fn read_limited(response: Response<Incoming>, limit: usize) -> Result<Read
     let expected = usize::try_from(http_body::Body::size_hint(&incoming).lower()).unwrap_or(0);
     let mut buf = BytesMut::with_capacity(expected.min(limit.saturating_add(1)));
     while let Some(frame) = incoming.frame().await {
-        let frame =
-            frame.map_err(|e| GatewayError::UpstreamUnavailable(crate::upstream::describe(&e)))?;
+        let frame = frame.map_err(|e| GatewayError::UpstreamUnavailable(describe(&e)))?;
         if let Ok(data) = frame.into_data() {
             buf.extend_from_slice(&data);
             if buf.len() > limit {

@@ -1,43 +1,14 @@
 //! Whether an upstream answer to an order-by-ID request may be stored (SPEC §4.2), as one pure
-//! function, and the vocabulary of "why not" that logs and metrics share.
+//! function. Its "why not" is [`NotStored`], which logs and metrics share. Size is not judged
+//! here: the fill stops reading a body past the entry limit and streams it instead.
 
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use http::StatusCode;
 use serde::Deserialize;
 
-use crate::conditional::{format_etag, response_forbids_store};
-use crate::route::Guid;
-
-/// Why an upstream order response was passed through instead of stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotStored {
-    /// Not a 200 (and not a remembered 404).
-    Status,
-    /// Not JSON, or JSON that does not parse.
-    NotJson,
-    /// The body's `id` is not the requested order.
-    IdMismatch,
-    /// No usable `attributes.etag`.
-    NoEtag,
-    /// The upstream said `Cache-Control: no-store`.
-    NoStore,
-    /// Bigger than `cache.max_entry_bytes`.
-    TooLarge,
-}
-
-impl NotStored {
-    /// The label used in logs and the `reason` of `partner_gateway_cache_not_stored_total`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NotStored::Status => "status",
-            NotStored::NotJson => "not_json",
-            NotStored::IdMismatch => "id_mismatch",
-            NotStored::NoEtag => "no_etag",
-            NotStored::NoStore => "no_store",
-            NotStored::TooLarge => "too_large",
-        }
-    }
-}
+use crate::front::conditional::{format_etag, response_forbids_store};
+use crate::front::route::Guid;
+use crate::outcome::NotStored;
 
 /// What a storable order response brings besides its body.
 #[derive(Debug, Clone)]
@@ -60,23 +31,18 @@ struct AttributesProbe {
     etag: Option<serde_json::Value>,
 }
 
-/// Judges a complete upstream response. `body_len` may exceed `body.len()` when the body was
-/// not read to the end because it was already too large.
+/// Judges a complete upstream response (a body within the entry limit).
 pub fn judge(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
     order: &Guid,
-    max_entry_bytes: usize,
 ) -> Result<Storable, NotStored> {
     if status != StatusCode::OK {
         return Err(NotStored::Status);
     }
     if response_forbids_store(headers) {
         return Err(NotStored::NoStore);
-    }
-    if body.len() > max_entry_bytes {
-        return Err(NotStored::TooLarge);
     }
     if !is_json_content_type(headers) {
         return Err(NotStored::NotJson);
@@ -124,19 +90,13 @@ mod tests {
         h
     }
 
-    fn check(
-        status: u16,
-        headers: &HeaderMap,
-        body: &str,
-        max: usize,
-    ) -> Result<String, NotStored> {
+    fn check(status: u16, headers: &HeaderMap, body: &str) -> Result<String, NotStored> {
         let order = Guid::parse(O).expect("guid");
         judge(
             StatusCode::from_u16(status).expect("status"),
             headers,
             body.as_bytes(),
             &order,
-            max,
         )
         .map(|s| s.etag.to_str().expect("ascii").to_owned())
     }
@@ -148,25 +108,24 @@ mod tests {
             O.to_uppercase()
         );
         let h = json_headers();
-        assert_eq!(check(200, &h, &good, 4096), Ok("\"abc=\"".to_owned()));
-        assert_eq!(check(404, &h, &good, 4096), Err(NotStored::Status));
-        assert_eq!(check(201, &h, &good, 4096), Err(NotStored::Status));
-        assert_eq!(check(200, &h, &good, 10), Err(NotStored::TooLarge));
-        assert_eq!(check(200, &h, "<html>", 4096), Err(NotStored::NotJson));
+        assert_eq!(check(200, &h, &good), Ok("\"abc=\"".to_owned()));
+        assert_eq!(check(404, &h, &good), Err(NotStored::Status));
+        assert_eq!(check(201, &h, &good), Err(NotStored::Status));
+        assert_eq!(check(200, &h, "<html>"), Err(NotStored::NotJson));
         let mut html = HeaderMap::new();
         html.insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
-        assert_eq!(check(200, &html, &good, 4096), Err(NotStored::NotJson));
+        assert_eq!(check(200, &html, &good), Err(NotStored::NotJson));
         let mut vendor = HeaderMap::new();
         vendor.insert(
             CONTENT_TYPE,
             HeaderValue::from_static("application/vnd.ms+json"),
         );
-        assert!(check(200, &vendor, &good, 4096).is_ok());
-        assert!(check(200, &HeaderMap::new(), &good, 4096).is_ok());
+        assert!(check(200, &vendor, &good).is_ok());
+        assert!(check(200, &HeaderMap::new(), &good).is_ok());
         let other = r#"{"id":"00000000-0000-0000-0000-000000000000","attributes":{"etag":"x"}}"#;
-        assert_eq!(check(200, &h, other, 4096), Err(NotStored::IdMismatch));
+        assert_eq!(check(200, &h, other), Err(NotStored::IdMismatch));
         let no_id = r#"{"attributes":{"etag":"x"}}"#;
-        assert_eq!(check(200, &h, no_id, 4096), Err(NotStored::IdMismatch));
+        assert_eq!(check(200, &h, no_id), Err(NotStored::IdMismatch));
         for body in [
             format!(r#"{{"id":"{O}"}}"#),
             format!(r#"{{"id":"{O}","attributes":{{}}}}"#),
@@ -174,18 +133,14 @@ mod tests {
             format!(r#"{{"id":"{O}","attributes":{{"etag":7}}}}"#),
             format!(r#"{{"id":"{O}","attributes":{{"etag":"bad\"tag"}}}}"#),
         ] {
-            assert_eq!(
-                check(200, &h, &body, 4096),
-                Err(NotStored::NoEtag),
-                "{body}"
-            );
+            assert_eq!(check(200, &h, &body), Err(NotStored::NoEtag), "{body}");
         }
         let mut no_store = json_headers();
         no_store.insert(
             http::header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         );
-        assert_eq!(check(200, &no_store, &good, 4096), Err(NotStored::NoStore));
-        assert_eq!(check(200, &h, "[1,2]", 4096), Err(NotStored::NotJson));
+        assert_eq!(check(200, &no_store, &good), Err(NotStored::NoStore));
+        assert_eq!(check(200, &h, "[1,2]"), Err(NotStored::NotJson));
     }
 }

@@ -1,12 +1,12 @@
 //! The one pooled connection to the upstream, shared by every request of the process.
 //!
 //! HTTP/1.1 or HTTP/2 (chosen by ALPN on https), TLS by rustls with the `ring` provider and the
-//! webpki roots plus any roots from `upstream.ca_file`. Timeouts live here so that every caller
-//! (forwarding, cache fills, revalidations) gets the same 502/504 mapping.
+//! webpki roots plus any roots from `upstream.ca_file`, connect timeout from config. It only
+//! knows how to reach the upstream; admission, the request timeout and what an answer means
+//! belong to the one exchange above it (`upstream::exchange`).
 
 use std::error::Error as StdError;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
@@ -19,7 +19,6 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::body::Body;
 use crate::config::UpstreamConfig;
 use crate::error::GatewayError;
-use crate::metrics::Metrics;
 
 /// Why the upstream client could not be built (bad TLS material).
 #[derive(Debug, thiserror::Error)]
@@ -32,16 +31,11 @@ pub struct Upstream {
     scheme: Scheme,
     authority: Authority,
     path_prefix: String,
-    request_timeout: Duration,
-    metrics: Arc<Metrics>,
 }
 
 impl Upstream {
     /// Builds the pooled client from validated config.
-    pub fn new(
-        cfg: &UpstreamConfig,
-        metrics: Arc<Metrics>,
-    ) -> Result<Upstream, UpstreamSetupError> {
+    pub fn new(cfg: &UpstreamConfig) -> Result<Upstream, UpstreamSetupError> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         for cert in &cfg.extra_roots {
@@ -79,8 +73,6 @@ impl Upstream {
             scheme: cfg.scheme.clone(),
             authority: cfg.authority.clone(),
             path_prefix: cfg.path_prefix.clone(),
-            request_timeout: cfg.request_timeout,
-            metrics,
         })
     }
 
@@ -104,28 +96,12 @@ impl Upstream {
             .map_err(|e| GatewayError::UpstreamUnavailable(format!("bad upstream URI: {e}")))
     }
 
-    /// Sends one request and waits for the response head within `upstream.request_timeout`.
+    /// Sends one request; resolves with the response head (the body streams after it).
     pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, GatewayError> {
-        let started = std::time::Instant::now();
-        let result =
-            match tokio::time::timeout(self.request_timeout, self.client.request(request)).await {
-                Ok(Ok(response)) => Ok(response),
-                Ok(Err(e)) => Err(GatewayError::UpstreamUnavailable(describe(&e))),
-                Err(_) => Err(self.timeout_error()),
-            };
-        let status = result.as_ref().ok().map(|r| r.status().as_u16());
-        self.metrics.upstream(status, started.elapsed());
-        result
-    }
-
-    /// The whole-exchange limit, for callers that also read the body.
-    pub fn request_timeout(&self) -> Duration {
-        self.request_timeout
-    }
-
-    /// The error for an exchange that ran past `upstream.request_timeout`.
-    pub fn timeout_error(&self) -> GatewayError {
-        GatewayError::UpstreamTimeout(self.request_timeout.as_millis() as u64)
+        self.client
+            .request(request)
+            .await
+            .map_err(|e| GatewayError::UpstreamUnavailable(describe(&e)))
     }
 }
 

@@ -1,0 +1,353 @@
+//! Answering a cached route from the cache (SPEC §4): stage 4 of a request.
+//!
+//! Two steps: [`OrderCache::lookup`], synchronous — eligibility (else BYPASS) → lookup →
+//! freshness → conditional answer — which answers every hit without building a future; and
+//! [`OrderCache::fetch`] for the rest — a coalesced fill or revalidation → answer. What an
+//! entry's age allows is the policy's to say; this module only acts on it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
+use http::{request, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::cache::fill::{Fills, Outcome};
+use crate::cache::key::{CacheKey, KeyMaker};
+use crate::cache::policy::{Freshness, Policy};
+use crate::cache::store::Entry;
+use crate::cache::tier::Tiers;
+use crate::config::CacheConfig;
+use crate::error::GatewayError;
+use crate::front::conditional::{if_none_match_matches, RequestDirectives};
+use crate::front::correlation::{Correlation, CORRELATION_ID, REQUEST_ID};
+use crate::front::credential::Fingerprint;
+use crate::front::route::OrderRef;
+use crate::ops::metrics::Metrics;
+use crate::outcome::{CacheState, Note, X_CACHE};
+use crate::upstream::exchange::{Exchange, Purpose};
+use crate::upstream::forward;
+use crate::upstream::shield::ScopeKey;
+
+/// What the cache makes of an order request without waiting for anything.
+pub enum Lookup {
+    /// Answered from memory: HIT, a fresh remembered 404, STALE (while one refresh runs), or
+    /// the 304 of any of them.
+    Answered(Response<Body>),
+    /// Needs the upstream, coalesced with every other request for the key.
+    Fetch(Pending),
+    /// Not eligible for the cache: to be forwarded untouched and marked `BYPASS`.
+    Bypass(Request<Incoming>),
+}
+
+/// An order request that waits for a fill, with what the lookup already worked out.
+pub struct Pending {
+    parts: request::Parts,
+    key: CacheKey,
+    /// The entry held for the key that must be revalidated, if any: sent as `If-None-Match`,
+    /// and served STALE if the upstream fails or the shield refuses, as the policy allows.
+    prior: Option<Arc<Entry>>,
+    scope: ScopeKey,
+}
+
+/// The order cache as the request path sees it.
+pub struct OrderCache {
+    enabled: bool,
+    policy: Policy,
+    keys: KeyMaker,
+    tiers: Arc<Tiers>,
+    fills: Arc<Fills>,
+    exchange: Arc<Exchange>,
+    metrics: Arc<Metrics>,
+}
+
+impl OrderCache {
+    /// The cache `config` describes, storing into `tiers` and filling through `exchange`.
+    pub fn new(
+        config: &CacheConfig,
+        tiers: Arc<Tiers>,
+        exchange: Arc<Exchange>,
+        metrics: Arc<Metrics>,
+    ) -> OrderCache {
+        OrderCache {
+            enabled: config.enabled,
+            policy: Policy::new(config),
+            keys: KeyMaker::new(config.partition),
+            fills: Arc::new(Fills::new(
+                config,
+                tiers.clone(),
+                exchange.clone(),
+                metrics.clone(),
+            )),
+            tiers,
+            exchange,
+            metrics,
+        }
+    }
+
+    /// Whether keys need the caller's fingerprint.
+    pub fn needs_fingerprint(&self) -> bool {
+        self.keys.needs_fingerprint()
+    }
+
+    /// Fills in progress now (for `/cache/stats`).
+    pub fn fills_in_progress(&self) -> usize {
+        self.fills.in_progress()
+    }
+
+    /// The synchronous half of answering `GET`/`HEAD` of one order: eligibility (else BYPASS)
+    /// → lookup → freshness → conditional answer. A hit never builds a future: the whole
+    /// answer is made here, and only a request that needs the upstream goes on to
+    /// [`OrderCache::fetch`]. `now` is the request's arrival; `caller`, its fingerprint.
+    pub fn lookup(
+        &self,
+        request: Request<Incoming>,
+        order: OrderRef,
+        now: Instant,
+        correlation: &Correlation,
+        caller: Option<Fingerprint>,
+        note: &mut Note,
+    ) -> Result<Lookup, GatewayError> {
+        let directives = RequestDirectives::parse(request.headers());
+        let key = if self.enabled && !directives.no_store {
+            self.keys.key(order, request.headers(), caller)
+        } else {
+            None
+        };
+        let Some(key) = key else {
+            return Ok(Lookup::Bypass(request));
+        };
+        let (parts, _body) = request.into_parts();
+        let scope = self.exchange.shield().scope_of(caller);
+
+        let entry = self.tiers.get(&key);
+        let freshness = entry
+            .as_ref()
+            .map(|e| self.policy.freshness(e.kind(), e.age(now), &directives));
+        if let Some(entry) = &entry {
+            match freshness {
+                Some(Freshness::Fresh) => {
+                    let response = answer(entry, CacheState::Hit, &parts, correlation, note, now);
+                    return Ok(Lookup::Answered(response));
+                }
+                Some(Freshness::Stale) => {
+                    if !directives.only_if_cached {
+                        // One background refresh per key: a refresh in progress is joined,
+                        // not repeated, and runs on even though nobody waits for it. Its logs
+                        // carry this request's IDs.
+                        let _span = correlation.span().entered();
+                        let _ = self
+                            .fills
+                            .start_or_join(&key, Some(entry.clone()), scope, || {
+                                self.fill_request(&parts, correlation)
+                            });
+                    }
+                    let response = answer(entry, CacheState::Stale, &parts, correlation, note, now);
+                    return Ok(Lookup::Answered(response));
+                }
+                _ => {}
+            }
+        }
+        if directives.only_if_cached {
+            return Err(GatewayError::NotCached);
+        }
+        let revalidate = matches!(freshness, Some(Freshness::Revalidate { .. }));
+        Ok(Lookup::Fetch(Pending {
+            parts,
+            key,
+            // A remembered 404 has no version to revalidate: it is simply asked for again.
+            prior: entry.filter(|e| revalidate && !e.is_negative()),
+            scope,
+        }))
+    }
+
+    /// Asks the upstream (coalesced with every other request for the key) and answers from
+    /// what comes back.
+    pub async fn fetch(
+        &self,
+        pending: Pending,
+        correlation: &Correlation,
+        note: &mut Note,
+    ) -> Result<Response<Body>, GatewayError> {
+        let Pending {
+            parts,
+            key,
+            prior,
+            scope,
+        } = pending;
+        let parts = &parts;
+        let head_only = parts.method == Method::HEAD;
+        let (outcome, joined) = self
+            .fills
+            .start_or_join(&key, prior, scope, || self.fill_request(parts, correlation));
+        if joined {
+            self.metrics.coalesced_wait();
+        }
+        let outcome = outcome.await;
+        let now = Instant::now();
+        match &*outcome {
+            Outcome::Entry {
+                entry,
+                state,
+                upstream_status,
+            } => {
+                note.upstream_status = *upstream_status;
+                Ok(answer(entry, *state, parts, correlation, note, now))
+            }
+            Outcome::Stale {
+                entry,
+                upstream_status,
+                refusal,
+            } => {
+                note.upstream_status = *upstream_status;
+                note.shield = *refusal;
+                Ok(answer(
+                    entry,
+                    CacheState::Stale,
+                    parts,
+                    correlation,
+                    note,
+                    now,
+                ))
+            }
+            Outcome::Passed { head, body } => {
+                note.upstream_status = Some(head.status.as_u16());
+                let body = if head_only {
+                    Body::empty()
+                } else {
+                    Body::full(body.clone())
+                };
+                let mut response = Response::from_parts(head.clone(), body);
+                forward::finish_head(response.headers_mut(), correlation);
+                Ok(marked(response, CacheState::Miss, note))
+            }
+            Outcome::Oversized(slot) => {
+                let claimed = slot
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                let response = match claimed {
+                    Some(mut response) => {
+                        note.upstream_status = Some(response.status().as_u16());
+                        if head_only {
+                            *response.body_mut() = Body::empty();
+                        }
+                        forward::finish_head(response.headers_mut(), correlation);
+                        response
+                    }
+                    // Someone else is streaming the one oversized answer; fetch our own copy.
+                    None => {
+                        let own = self.exchange.forward(
+                            parts,
+                            Body::empty(),
+                            scope,
+                            Purpose::Cached,
+                            correlation,
+                            note,
+                        );
+                        Box::pin(own).await?
+                    }
+                };
+                Ok(marked(response, CacheState::Miss, note))
+            }
+            Outcome::Failed(failure) => {
+                note.shield = failure.refusal;
+                Err(failure.error.clone())
+            }
+        }
+    }
+
+    /// The upstream request of a fill: always a GET for the whole order, without the client's
+    /// conditionals (the gateway answers those itself from what the fill brings back).
+    fn fill_request(
+        &self,
+        parts: &request::Parts,
+        correlation: &Correlation,
+    ) -> Result<Request<Body>, GatewayError> {
+        let mut request = self
+            .exchange
+            .request_for(parts, Body::empty(), correlation)?;
+        *request.method_mut() = Method::GET;
+        let headers = request.headers_mut();
+        for name in [
+            http::header::IF_NONE_MATCH,
+            http::header::IF_MODIFIED_SINCE,
+            http::header::IF_MATCH,
+            http::header::IF_UNMODIFIED_SINCE,
+            http::header::IF_RANGE,
+            http::header::RANGE,
+            CONTENT_LENGTH,
+            CONTENT_TYPE,
+        ] {
+            headers.remove(name);
+        }
+        Ok(request)
+    }
+}
+
+/// Sets the gateway's `X-Cache` on an answer that passed through (replacing the upstream's).
+pub fn marked(mut response: Response<Body>, state: CacheState, note: &mut Note) -> Response<Body> {
+    response.headers_mut().insert(&X_CACHE, state.header());
+    note.cache = Some(state);
+    response
+}
+
+/// An answer from an entry: 304 when `If-None-Match` matches, else the stored order (or 404).
+pub fn answer(
+    entry: &Arc<Entry>,
+    state: CacheState,
+    parts: &request::Parts,
+    correlation: &Correlation,
+    note: &mut Note,
+    now: Instant,
+) -> Response<Body> {
+    note.cache = Some(state);
+    let not_modified = entry
+        .etag
+        .as_ref()
+        .is_some_and(|etag| if_none_match_matches(&parts.headers, etag));
+    // Sized once for every header below: no re-hashing growth on the hit path.
+    let mut headers = HeaderMap::with_capacity(12);
+    let (status, body) = if not_modified {
+        (StatusCode::NOT_MODIFIED, Body::empty())
+    } else {
+        if let Some(content_type) = &entry.content_type {
+            headers.append(CONTENT_TYPE, content_type.clone());
+        }
+        if parts.method == Method::HEAD {
+            headers.append(CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
+            (entry.status, Body::empty())
+        } else {
+            (entry.status, Body::full(entry.body.clone()))
+        }
+    };
+    if let Some(etag) = &entry.etag {
+        headers.append(ETAG, etag.clone());
+    }
+    headers.append(http::header::AGE, age_value(entry.age(now).as_secs()));
+    headers.append(&X_CACHE, state.header());
+    headers.append(http::header::VIA, HeaderValue::from_static(forward::VIA));
+    headers.append(&CORRELATION_ID, correlation.correlation_id.clone());
+    headers.append(&REQUEST_ID, correlation.request_id.clone());
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// `Age` values for the first hour, formatted once into static text: most answers take theirs
+/// from this table, without allocating or touching a shared reference count.
+fn age_value(secs: u64) -> HeaderValue {
+    static TABLE: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let text: String = (0..3600u32).map(|i| format!("{i} ")).collect();
+        Box::leak(text.into_boxed_str())
+            .split_terminator(' ')
+            .collect()
+    });
+    match usize::try_from(secs).ok().and_then(|i| table.get(i)) {
+        Some(text) => HeaderValue::from_static(text),
+        None => HeaderValue::from(secs),
+    }
+}

@@ -1,0 +1,20 @@
+//! The cache: answering cached routes from memory, filling them once per key, keeping them.
+//!
+//! In the order a cached request meets them: [`lookup`] answers from an entry or waits for a
+//! [`fill`]; both ask [`policy`] what an entry's age allows and talk to the cache through
+//! [`tier`] only, behind which the memory [`store`] keeps entries by [`key`];
+//! [`cacheability`] judges whether an upstream answer may be stored.
+
+pub mod lookup;
+
+pub mod fill;
+
+pub mod tier;
+
+pub mod store;
+
+pub mod cacheability;
+
+pub mod policy;
+
+pub mod key;

@@ -1,0 +1,7 @@
+//! The guided first run ([`walkthrough`]) and the Partner Center stand-in it runs against
+//! ([`simulator`]), also used by tests and benchmarks. Built with the cargo feature `demo`
+//! (on by default); a build without it is the gateway alone.
+
+pub mod walkthrough;
+
+pub mod simulator;

@@ -1,0 +1,19 @@
+//! What the client sends and gets: the listeners, the request pipeline, and the pure readers
+//! of a request (correlation IDs, route, conditionals, credential).
+//!
+//! In the order a request meets them: [`server`] accepts and limits connections,
+//! [`pipeline`] runs one request start to finish, [`correlation`] keeps or mints its IDs,
+//! [`route`] decides cached route or forward, [`credential`] fingerprints the caller once,
+//! [`conditional`] reads `If-None-Match` and `Cache-Control`.
+
+pub mod server;
+
+pub mod pipeline;
+
+pub mod correlation;
+
+pub mod route;
+
+pub mod credential;
+
+pub mod conditional;

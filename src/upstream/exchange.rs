@@ -1,0 +1,168 @@
+//! The one way a request reaches the upstream: admit through the shield → send → open a
+//! cooldown on 429 → read within the request timeout.
+//!
+//! Fills, revalidations, background refreshes, bypassed and forwarded requests all come here,
+//! so the budget, the in-flight bound, the 429 cooldown (SPEC §6), the timeout and its 504,
+//! and the upstream metrics are each applied in exactly one place. What an answer means (store
+//! it, stream it, invalidate after it) is the caller's business.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{request, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::config::UpstreamConfig;
+use crate::error::GatewayError;
+use crate::front::correlation::Correlation;
+use crate::ops::metrics::Metrics;
+use crate::outcome::{Note, Refusal};
+use crate::upstream::client::{Upstream, UpstreamSetupError};
+use crate::upstream::forward;
+use crate::upstream::shield::{Refused, ScopeKey, Shield};
+
+/// What an upstream call is for, as far as the shield cares (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A request on a cached route (fill, revalidation, refresh, bypass): held back during a
+    /// cooldown, and its 429 opens one.
+    Cached,
+    /// Anything else: neither affected by a cooldown nor opening one.
+    Forward,
+}
+
+/// Why an exchange produced no answer.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Set when the shield kept the request from the upstream.
+    pub refusal: Option<Refusal>,
+    /// The answer the client gets when nothing cached can stand in.
+    pub error: GatewayError,
+}
+
+impl From<Refused> for Failure {
+    fn from(refused: Refused) -> Failure {
+        Failure {
+            refusal: Some(refused.reason),
+            error: refused.error,
+        }
+    }
+}
+
+impl From<GatewayError> for Failure {
+    fn from(error: GatewayError) -> Failure {
+        Failure {
+            refusal: None,
+            error,
+        }
+    }
+}
+
+/// The upstream, its shield and its timeout: one for the process.
+pub struct Exchange {
+    client: Upstream,
+    shield: Shield,
+    metrics: Arc<Metrics>,
+    request_timeout: Duration,
+}
+
+impl Exchange {
+    /// Builds the pooled client and the shield from validated config.
+    pub fn new(
+        config: &UpstreamConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Exchange, UpstreamSetupError> {
+        Ok(Exchange {
+            client: Upstream::new(config)?,
+            shield: Shield::new(config, metrics.clone()),
+            metrics,
+            request_timeout: config.request_timeout,
+        })
+    }
+
+    /// The shield, for callers that work out a request's scope.
+    pub fn shield(&self) -> &Shield {
+        &self.shield
+    }
+
+    /// The upstream request for a client's request head (SPEC §5 header rules).
+    pub fn request_for(
+        &self,
+        parts: &request::Parts,
+        body: Body,
+        correlation: &Correlation,
+    ) -> Result<Request<Body>, GatewayError> {
+        forward::upstream_request(parts, body, correlation, &self.client)
+    }
+
+    /// Admits `request` through the shield, sends it, opens a cooldown when a cached route is
+    /// answered 429, and hands the response to `read` — all within `upstream.request_timeout`,
+    /// holding the in-flight slot until `read` is done.
+    pub async fn send<T, Read, Fut>(
+        &self,
+        scope: ScopeKey,
+        purpose: Purpose,
+        request: Request<Body>,
+        read: Read,
+    ) -> Result<T, Failure>
+    where
+        Read: FnOnce(Response<Incoming>) -> Fut,
+        Fut: Future<Output = Result<T, GatewayError>>,
+    {
+        let admission = self.shield.admit(scope, purpose == Purpose::Cached).await?;
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let head = tokio::time::timeout_at(deadline, self.client.send(request)).await;
+        let response = match head {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
+                self.metrics.upstream(None, started.elapsed());
+                return Err(error.into());
+            }
+            Err(_) => {
+                self.metrics.upstream(None, started.elapsed());
+                return Err(self.timeout_error().into());
+            }
+        };
+        self.metrics
+            .upstream(Some(response.status().as_u16()), started.elapsed());
+        if purpose == Purpose::Cached && response.status() == StatusCode::TOO_MANY_REQUESTS {
+            self.shield.open_cooldown(scope, response.headers());
+        }
+        let read = tokio::time::timeout_at(deadline, read(response)).await;
+        drop(admission);
+        match read {
+            Ok(result) => result.map_err(Failure::from),
+            Err(_) => Err(self.timeout_error().into()),
+        }
+    }
+
+    /// Sends a request upstream as it came and streams the answer back (SPEC §5).
+    pub async fn forward(
+        &self,
+        parts: &request::Parts,
+        body: Body,
+        scope: ScopeKey,
+        purpose: Purpose,
+        correlation: &Correlation,
+        note: &mut Note,
+    ) -> Result<Response<Body>, GatewayError> {
+        let request = self.request_for(parts, body, correlation)?;
+        let sent = self
+            .send(scope, purpose, request, |response| async { Ok(response) })
+            .await;
+        let response = sent.map_err(|failure| {
+            note.shield = failure.refusal;
+            failure.error
+        })?;
+        note.upstream_status = Some(response.status().as_u16());
+        Ok(forward::client_response(response, correlation))
+    }
+
+    /// The error for an exchange that ran past `upstream.request_timeout`.
+    fn timeout_error(&self) -> GatewayError {
+        GatewayError::UpstreamTimeout(self.request_timeout.as_millis() as u64)
+    }
+}

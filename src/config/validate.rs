@@ -1,0 +1,342 @@
+//! The checks serde cannot express, from [`RawConfig`] to [`Config`].
+//!
+//! This file exists so that every judgement of a value is in one place: socket addresses,
+//! `upstream.base_url` (scheme, host, user info kept out of requests), `upstream.ca_file` (read
+//! and parsed now, not at the first TLS handshake), minimums, positive durations, distinct
+//! listeners and the log filter. Each error is [`ConfigError::Invalid`] naming its key; no input
+//! panics.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::Uri;
+use rustls::pki_types::CertificateDer;
+
+use super::{
+    AdminConfig, CacheConfig, Config, ConfigError, LogConfig, RawConfig, ServerConfig,
+    UpstreamConfig,
+};
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Config, ConfigError> {
+        let s = raw.server;
+        let server = ServerConfig {
+            listen: socket_addr("server.listen", &s.listen)?,
+            header_read_timeout: positive("server.header_read_timeout", s.header_read_timeout)?,
+            max_header_bytes: to_usize("server.max_header_bytes", s.max_header_bytes, 8192)?,
+            shutdown_grace: s.shutdown_grace,
+        };
+        let admin = AdminConfig {
+            listen: socket_addr("admin.listen", &raw.admin.listen)?,
+        };
+        if admin.listen == server.listen && server.listen.port() != 0 {
+            return Err(invalid(
+                "admin.listen",
+                "must differ from server.listen (admin is never on the front port)",
+            ));
+        }
+
+        let u = raw.upstream;
+        let base = base_url(&u.base_url)?;
+        let (ca_file, extra_roots) = read_roots(&u.ca_file)?;
+        let upstream = UpstreamConfig {
+            scheme: base.scheme,
+            authority: base.authority,
+            path_prefix: base.path_prefix,
+            base_url: u.base_url,
+            connect_timeout: positive("upstream.connect_timeout", u.connect_timeout)?,
+            request_timeout: positive("upstream.request_timeout", u.request_timeout)?,
+            ca_file,
+            extra_roots,
+            pool_idle_timeout: u.pool_idle_timeout,
+            pool_max_idle_per_host: to_usize(
+                "upstream.pool_max_idle_per_host",
+                u.pool_max_idle_per_host,
+                0,
+            )?,
+            max_in_flight: to_usize("upstream.max_in_flight", u.max_in_flight, 1)?,
+            queue_timeout: u.queue_timeout,
+            rate_limit_rps: to_u32("upstream.rate_limit_rps", u.rate_limit_rps)?,
+            rate_limit_burst: to_u32("upstream.rate_limit_burst", u.rate_limit_burst)?,
+            rate_limit_scope: u.rate_limit_scope,
+        };
+
+        let c = raw.cache;
+        if c.max_bytes == 0 {
+            return Err(invalid("cache.max_bytes", "must be greater than zero"));
+        }
+        // Any max_entry_bytes is valid next to max_bytes (SPEC §2): the smaller one is the
+        // limit in force, see `CacheConfig::entry_limit`.
+        let cache = CacheConfig {
+            enabled: c.enabled,
+            max_bytes: c.max_bytes,
+            max_entry_bytes: to_usize("cache.max_entry_bytes", c.max_entry_bytes, 1)?,
+            ttl: c.ttl,
+            stale_while_revalidate: c.stale_while_revalidate,
+            stale_if_error: c.stale_if_error,
+            negative_ttl: c.negative_ttl,
+            partition: c.partition,
+        };
+
+        let level = raw.log.level.trim().to_owned();
+        tracing_subscriber::EnvFilter::builder()
+            .parse(&level)
+            .map_err(|e| invalid("log.level", format!("{level:?}: {e}")))?;
+        let log = LogConfig {
+            format: raw.log.format,
+            level,
+        };
+
+        Ok(Config {
+            server,
+            admin,
+            upstream,
+            cache,
+            log,
+        })
+    }
+}
+
+fn positive(key: &'static str, d: Duration) -> Result<Duration, ConfigError> {
+    if d.is_zero() {
+        return Err(invalid(key, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+fn socket_addr(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        invalid(
+            key,
+            format!("{value:?} is not an IP:port address like \"127.0.0.1:8080\""),
+        )
+    })
+}
+
+fn to_usize(key: &'static str, value: u64, min: u64) -> Result<usize, ConfigError> {
+    if value < min {
+        return Err(invalid(key, format!("must be at least {min}, got {value}")));
+    }
+    usize::try_from(value).map_err(|_| invalid(key, "is too large"))
+}
+
+fn to_u32(key: &'static str, value: u64) -> Result<u32, ConfigError> {
+    u32::try_from(value).map_err(|_| invalid(key, "is too large"))
+}
+
+/// Replaces the password of `scheme://user:password@host` with `***`.
+pub fn mask_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_owned();
+    };
+    match authority[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &authority[..colon],
+            &url[scheme_end + 3 + at..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
+struct BaseUrl {
+    scheme: Scheme,
+    authority: Authority,
+    path_prefix: String,
+}
+
+fn base_url(value: &str) -> Result<BaseUrl, ConfigError> {
+    const KEY: &str = "upstream.base_url";
+    let uri: Uri = value.parse().map_err(|e| {
+        invalid(
+            KEY,
+            format!("{:?} is not a URL ({e})", mask_password(value)),
+        )
+    })?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::HTTP,
+        Some("https") => Scheme::HTTPS,
+        _ => return Err(invalid(KEY, "must start with http:// or https://")),
+    };
+    let authority = uri
+        .authority()
+        .ok_or_else(|| invalid(KEY, "must name a host"))?;
+    if authority.host().is_empty() {
+        return Err(invalid(KEY, "must name a host"));
+    }
+    if uri.query().is_some() || value.contains('#') {
+        return Err(invalid(KEY, "must not carry a query or fragment"));
+    }
+    // User info is for display only; requests carry the client's own Authorization.
+    let host_port = authority.as_str().rsplit('@').next().unwrap_or_default();
+    let authority: Authority = host_port
+        .parse()
+        .map_err(|e| invalid(KEY, format!("bad host ({e})")))?;
+    Ok(BaseUrl {
+        scheme,
+        authority,
+        path_prefix: uri.path().trim_end_matches('/').to_owned(),
+    })
+}
+
+type Roots = (Option<PathBuf>, Vec<CertificateDer<'static>>);
+
+fn read_roots(value: &str) -> Result<Roots, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    const KEY: &str = "upstream.ca_file";
+    if value.is_empty() {
+        return Ok((None, Vec::new()));
+    }
+    let path = PathBuf::from(value);
+    let pem = std::fs::read(&path).map_err(|e| invalid(KEY, format!("{value:?}: {e}")))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(KEY, format!("{value:?}: not PEM certificates ({e})")))?;
+    if certs.is_empty() {
+        return Err(invalid(KEY, format!("{value:?} holds no PEM certificate")));
+    }
+    Ok((Some(path), certs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::load_env;
+    use super::*;
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("PARTNER_GATEWAY__SERVER__BOGUS", "1", "server.bogus"),
+            ("PARTNER_GATEWAY__NOPE__X", "1", "nope"),
+            ("PARTNER_GATEWAY__CACHE__TTL", "soon", "cache.ttl"),
+            (
+                "PARTNER_GATEWAY__UPSTREAM__BASE_URL",
+                "ftp://x",
+                "upstream.base_url",
+            ),
+            (
+                "PARTNER_GATEWAY__UPSTREAM__BASE_URL",
+                "not a url",
+                "upstream.base_url",
+            ),
+            (
+                "PARTNER_GATEWAY__SERVER__LISTEN",
+                "localhost",
+                "server.listen",
+            ),
+            ("PARTNER_GATEWAY__ADMIN__LISTEN", "1.2.3:4", "admin.listen"),
+            (
+                "PARTNER_GATEWAY__CACHE__PARTITION",
+                "tenant",
+                "cache.partition",
+            ),
+            (
+                "PARTNER_GATEWAY__UPSTREAM__RATE_LIMIT_SCOPE",
+                "x",
+                "upstream.rate_limit_scope",
+            ),
+            (
+                "PARTNER_GATEWAY__SERVER__MAX_HEADER_BYTES",
+                "8191",
+                "server.max_header_bytes",
+            ),
+            (
+                "PARTNER_GATEWAY__SERVER__MAX_HEADER_BYTES",
+                "lots",
+                "server.max_header_bytes",
+            ),
+            (
+                "PARTNER_GATEWAY__UPSTREAM__CA_FILE",
+                "/nonexistent.pem",
+                "upstream.ca_file",
+            ),
+            (
+                "PARTNER_GATEWAY__UPSTREAM__MAX_IN_FLIGHT",
+                "0",
+                "upstream.max_in_flight",
+            ),
+            ("PARTNER_GATEWAY__LOG__FORMAT", "xml", "log.format"),
+            ("PARTNER_GATEWAY__LOG__LEVEL", "[[[", "log.level"),
+            ("PARTNER_GATEWAY__CACHE__MAX_BYTES", "0", "cache.max_bytes"),
+            (
+                "PARTNER_GATEWAY__CACHE__MAX_ENTRY_BYTES",
+                "0",
+                "cache.max_entry_bytes",
+            ),
+            (
+                "PARTNER_GATEWAY__UPSTREAM__CONNECT_TIMEOUT",
+                "0s",
+                "upstream.connect_timeout",
+            ),
+            (
+                "PARTNER_GATEWAY__UPSTREAM__RATE_LIMIT_RPS",
+                "5000000000",
+                "upstream.rate_limit_rps",
+            ),
+        ];
+        for (key, value, named) in cases {
+            let err = load_env(&[(key, value)]).expect_err(key).to_string();
+            assert!(
+                err.contains(named),
+                "{key}={value}: {err:?} should name {named}"
+            );
+        }
+    }
+
+    #[test]
+    fn admin_must_not_share_the_front_port() {
+        let err = load_env(&[
+            ("PARTNER_GATEWAY__SERVER__LISTEN", "127.0.0.1:7000"),
+            ("PARTNER_GATEWAY__ADMIN__LISTEN", "127.0.0.1:7000"),
+        ])
+        .expect_err("same port");
+        assert!(err.to_string().contains("admin.listen"));
+    }
+
+    #[test]
+    fn odd_base_urls_are_errors_not_panics() {
+        for url in [
+            "",
+            "https://",
+            "https://@",
+            "https://a:b@",
+            "http://[::1",
+            "https://h?q",
+            "https://h#f",
+            "https://a@b@c/",
+            "//host/x",
+            "https://h:99999",
+        ] {
+            let err = load_env(&[("PARTNER_GATEWAY__UPSTREAM__BASE_URL", url)]);
+            if let Err(e) = err {
+                assert!(e.to_string().contains("upstream.base_url"), "{url}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn mask_password_cases() {
+        assert_eq!(mask_password("https://a:b@h/p"), "https://a:***@h/p");
+        assert_eq!(mask_password("https://a@h/p"), "https://a@h/p");
+        assert_eq!(mask_password("https://h/p@x"), "https://h/p@x");
+        assert_eq!(mask_password("nonsense"), "nonsense");
+    }
+}

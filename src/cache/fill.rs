@@ -93,7 +93,7 @@ impl Fills {
                 tiers,
                 exchange,
                 policy: Policy::new(config),
-                entry_limit: config.max_entry_bytes, // MERGE: config.entry_limit()
+                entry_limit: config.entry_limit(),
                 remember_not_found: !config.negative_ttl.is_zero(),
                 metrics,
             },

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&str] = &[
     "cli",
     "demo::walkthrough",
+    "demo::console",
     "demo::simulator",
+    "demo::catalog",
     "front::server",
     "ops::admin",
     "front::pipeline",

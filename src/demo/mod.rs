@@ -4,4 +4,8 @@
 
 pub mod walkthrough;
 
+pub mod console;
+
 pub mod simulator;
+
+pub mod catalog;

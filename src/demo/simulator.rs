@@ -5,6 +5,9 @@
 //! error shape, 401 without a bearer token, `MS-RequestId`/`MS-CorrelationId` echoed, and a
 //! per-credential request budget per minute answered with 429 + `Retry-After` — the throttling
 //! the gateway exists to absorb. Latency and a failure rate can be dialled in.
+//!
+//! This file is the server and its request handling; the sample orders and the JSON shapes of
+//! the answers are in [`catalog`](crate::demo::catalog).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -13,7 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, IF_MATCH, RETRY_AFTER};
 use http::{Method, Request, Response, StatusCode};
@@ -22,11 +24,15 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::Body;
+use crate::demo::catalog::{
+    self, collection_json, error_json, etag, find, find_mut, order_json, sample_orders,
+    throttled_json, Failure, Order,
+};
 use crate::front::correlation::{Correlation, CORRELATION_ID, REQUEST_ID};
 
 /// Dials of the simulator.
@@ -83,17 +89,6 @@ impl Counters {
     pub fn throttled(&self) -> u64 {
         Self::get(&self.throttled)
     }
-}
-
-/// One sample order and its current version.
-struct Order {
-    customer: String,
-    id: String,
-    version: u32,
-    status: String,
-    quantity: u64,
-    friendly_name: String,
-    index: usize,
 }
 
 struct State {
@@ -172,14 +167,7 @@ impl Simulator {
 
     /// The sample data: (customer id, order ids).
     pub fn catalog() -> Vec<(String, Vec<String>)> {
-        let mut out: Vec<(String, Vec<String>)> = Vec::new();
-        for order in sample_orders() {
-            match out.iter_mut().find(|(c, _)| *c == order.customer) {
-                Some((_, ids)) => ids.push(order.id),
-                None => out.push((order.customer, vec![order.id])),
-            }
-        }
-        out
+        catalog::catalog()
     }
 }
 
@@ -195,103 +183,6 @@ struct Shared {
     state: Mutex<State>,
     base: String,
     noise: AtomicU64,
-}
-
-const CUSTOMERS: [&str; 3] = [
-    "4a2f6c1e-8b3d-4e5f-9a7b-1c2d3e4f5a60",
-    "7b1e2d3c-4f5a-4b6c-8d7e-9f0a1b2c3d71",
-    "c3d4e5f6-a7b8-4c9d-8e0f-1a2b3c4d5e82",
-];
-
-const OFFERS: [(&str, &str); 4] = [
-    (
-        "CFQ7TTC0LH18:0001:CFQ7TTC0K59S",
-        "Microsoft 365 Business Basic",
-    ),
-    ("CFQ7TTC0LCHC:0002:CFQ7TTC0K5DM", "Microsoft 365 E3"),
-    (
-        "CFQ7TTC0LFLX:0001:CFQ7TTC0KXG6",
-        "Microsoft Defender for Endpoint P1",
-    ),
-    ("DZH318Z0BQ3Q:0007", "Azure plan"),
-];
-
-/// Deterministic sample data: three customers with four orders each.
-fn sample_orders() -> Vec<Order> {
-    let mut orders = Vec::new();
-    for (c, customer) in CUSTOMERS.iter().enumerate() {
-        for (n, (_, name)) in OFFERS.iter().enumerate() {
-            let index = c * 4 + n;
-            orders.push(Order {
-                customer: (*customer).to_owned(),
-                id: format!(
-                    "{:08x}-0000-4000-8000-{:012x}",
-                    0x0d0e_0000 + index,
-                    0xa11ce + index
-                ),
-                version: 1,
-                status: "completed".to_owned(),
-                quantity: 5 + index as u64,
-                friendly_name: (*name).to_owned(),
-                index,
-            });
-        }
-    }
-    orders
-}
-
-fn etag(order: &Order) -> String {
-    let text = format!(r#"{{"id":"{}","version":{}}}"#, order.id, order.version);
-    base64::engine::general_purpose::STANDARD.encode(text)
-}
-
-fn order_json(order: &Order, base: &str) -> Value {
-    let (offer, _) = OFFERS[order.index % OFFERS.len()];
-    let path = format!("/v1/customers/{}/orders/{}", order.customer, order.id);
-    let subscription = format!(
-        "{:08x}-1111-4222-8333-{:012x}",
-        0x5ab0 + order.index,
-        order.index
-    );
-    json!({
-        "id": order.id,
-        "alternateId": format!("{:012x}", 0xa17e + order.index),
-        "referenceCustomerId": order.customer,
-        "billingCycle": if order.index % 3 == 0 { "annual" } else { "monthly" },
-        "transactionType": "UserPurchase",
-        "currencyCode": "USD",
-        "currencySymbol": "$",
-        "creationDate": format!("2026-0{}-1{}T10:42:36.54Z", 1 + order.index % 9, order.index % 10),
-        "status": order.status,
-        "lineItems": [{
-            "lineItemNumber": 0,
-            "offerId": offer,
-            "subscriptionId": subscription,
-            "friendlyName": order.friendly_name,
-            "quantity": order.quantity,
-            "termDuration": "P1M",
-            "links": {
-                "subscription": {
-                    "uri": format!("/customers/{}/subscriptions/{subscription}", order.customer),
-                    "method": "GET",
-                    "headers": []
-                }
-            }
-        }],
-        "links": {
-            "self": {"uri": format!("{base}{path}"), "method": "GET", "headers": []},
-            "provisioningStatus": {"uri": format!("{path}/provisioningstatus"), "method": "GET", "headers": []},
-            "patchOperation": {"uri": path, "method": "PATCH", "headers": []}
-        },
-        "attributes": {"etag": etag(order), "objectType": "Order"}
-    })
-}
-
-fn error_json(status: StatusCode, code: u32, description: &str) -> (StatusCode, Value) {
-    (
-        status,
-        json!({"code": code, "description": description, "data": [], "source": "PartnerFD"}),
-    )
 }
 
 impl Shared {
@@ -324,7 +215,7 @@ impl Shared {
         &self,
         request: Request<Incoming>,
         extra: &mut Option<(http::HeaderName, HeaderValue)>,
-    ) -> Result<(StatusCode, Value), (StatusCode, Value)> {
+    ) -> Result<(StatusCode, Value), Failure> {
         let credential = request
             .headers()
             .get(AUTHORIZATION)
@@ -340,10 +231,7 @@ impl Shared {
         if let Some(retry) = self.spend(&credential) {
             self.counters.throttled.fetch_add(1, Ordering::SeqCst);
             *extra = Some((RETRY_AFTER, HeaderValue::from(retry)));
-            return Err((
-                StatusCode::TOO_MANY_REQUESTS,
-                json!({"statusCode": 429, "message": format!("Rate limit is exceeded. Try again in {retry} seconds.")}),
-            ));
+            return Err(throttled_json(retry));
         }
         if self.knobs.failure_rate > 0.0 && self.roll() < self.knobs.failure_rate {
             self.counters.failed.fetch_add(1, Ordering::SeqCst);
@@ -378,15 +266,7 @@ impl Shared {
                         "Customer not found",
                     ));
                 }
-                Ok((
-                    StatusCode::OK,
-                    json!({
-                        "totalCount": items.len(),
-                        "items": items,
-                        "links": {"self": {"uri": format!("/customers/{c}/orders"), "method": "GET", "headers": []}},
-                        "attributes": {"objectType": "Collection"}
-                    }),
-                ))
+                Ok((StatusCode::OK, collection_json(c, items)))
             }
             (Method::PATCH, ["v1", "customers", c, "orders", o]) => {
                 let if_match = request.headers().get(IF_MATCH).cloned();
@@ -463,22 +343,4 @@ impl Shared {
         self.noise.store(x, Ordering::Relaxed);
         (x >> 11) as f64 / (1u64 << 53) as f64
     }
-}
-
-fn find<'a>(orders: &'a [Order], c: &str, o: &str) -> Result<&'a Order, (StatusCode, Value)> {
-    orders
-        .iter()
-        .find(|x| x.customer.eq_ignore_ascii_case(c) && x.id.eq_ignore_ascii_case(o))
-        .ok_or_else(|| error_json(StatusCode::NOT_FOUND, 600_010, "Order not found"))
-}
-
-fn find_mut<'a>(
-    orders: &'a mut [Order],
-    c: &str,
-    o: &str,
-) -> Result<&'a mut Order, (StatusCode, Value)> {
-    orders
-        .iter_mut()
-        .find(|x| x.customer.eq_ignore_ascii_case(c) && x.id.eq_ignore_ascii_case(o))
-        .ok_or_else(|| error_json(StatusCode::NOT_FOUND, 600_010, "Order not found"))
 }

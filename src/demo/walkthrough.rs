@@ -2,20 +2,19 @@
 //! walk-through of what the gateway does, with the `curl` command for every step.
 //!
 //! The walk-through talks to the gateway over real HTTP, like a partner service would, and
-//! reads the simulator's own counters to show what reached the upstream.
+//! reads the simulator's own counters to show what reached the upstream. The printing and the
+//! small HTTP client it uses are in [`console`](crate::demo::console).
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use http::{Method, StatusCode};
+use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::config::{Config, Sources};
+pub use crate::demo::console::Captured;
+use crate::demo::console::{send, DemoClient, Printer, RequestFailed};
 use crate::demo::simulator::{Knobs, Simulator};
 
 /// How to run the demo.
@@ -62,90 +61,14 @@ pub enum DemoError {
     Request(String),
 }
 
+impl From<RequestFailed> for DemoError {
+    fn from(failed: RequestFailed) -> Self {
+        DemoError::Request(failed.0)
+    }
+}
+
 const TOKEN: &str = "Bearer demo-token";
 const BUDGET: u32 = 30;
-
-struct Printer<'a> {
-    out: &'a mut dyn Write,
-    color: bool,
-}
-
-impl Printer<'_> {
-    fn paint(&self, code: &str, text: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_owned()
-        }
-    }
-
-    fn step(&mut self, n: usize, title: &str) {
-        let line = self.paint("1", &format!("{n}. {title}"));
-        let _ = writeln!(self.out, "\n{line}");
-    }
-
-    fn curl(&mut self, cmd: &str) {
-        let line = self.paint("2", &format!("   $ {cmd}"));
-        let _ = writeln!(self.out, "{line}");
-    }
-
-    fn field(&mut self, name: &str, value: &str) {
-        let value = match value {
-            "HIT" | "REVALIDATED" => self.paint("32", value),
-            "MISS" | "STALE" => self.paint("33", value),
-            "BYPASS" => self.paint("36", value),
-            _ => value.to_owned(),
-        };
-        let _ = writeln!(self.out, "   {name:<18} {value}");
-    }
-
-    fn say(&mut self, text: &str) {
-        let _ = writeln!(self.out, "   {text}");
-    }
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> String {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_owned()
-    }
-}
-
-type DemoClient = Client<HttpConnector, Full<Bytes>>;
-
-async fn send(
-    client: &DemoClient,
-    method: Method,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: &'static str,
-) -> Result<Reply, DemoError> {
-    let mut builder = Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        builder = builder.header(*k, *v);
-    }
-    let request = builder
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
-        .map_err(|e| DemoError::Request(e.to_string()))?;
-    let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))
-        .await
-        .map_err(|_| DemoError::Request(format!("{url}: no answer in 30 s")))?
-        .map_err(|e| DemoError::Request(format!("{url}: {e}")))?;
-    let (parts, body) = response.into_parts();
-    let _ = body.collect().await;
-    Ok(Reply {
-        status: parts.status,
-        headers: parts.headers,
-    })
-}
 
 async fn bind_simulator(fixed: bool) -> Result<Simulator, DemoError> {
     let knobs = Knobs {
@@ -446,22 +369,4 @@ async fn walk_through(
     );
     p.say("the cache absorbed the load the upstream was refusing");
     Ok(report)
-}
-
-/// A shared writer for tests that capture the demo's output.
-#[derive(Clone, Default)]
-pub struct Captured(pub Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

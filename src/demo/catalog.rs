@@ -1,0 +1,181 @@
+//! The simulator's sample data and the JSON shapes Partner Center answers with.
+//!
+//! Kept apart from the server so the data (three customers, four orders each, with versioned
+//! ETags) and the exact answer shapes (Order resources, Partner Center's error body) can be
+//! read and changed without wading through connection handling. Nothing here knows about HTTP
+//! connections or the simulator's state.
+
+use base64::Engine;
+use http::StatusCode;
+use serde_json::{json, Value};
+
+/// One sample order and its current version.
+pub(crate) struct Order {
+    /// The customer (tenant) id the order belongs to.
+    pub(crate) customer: String,
+    /// The order id.
+    pub(crate) id: String,
+    /// Bumped by every PATCH; part of the ETag.
+    pub(crate) version: u32,
+    /// `status`, changeable by PATCH.
+    pub(crate) status: String,
+    /// The line item's quantity, changeable by PATCH.
+    pub(crate) quantity: u64,
+    /// The line item's friendly name, changeable by PATCH.
+    pub(crate) friendly_name: String,
+    /// Position in the sample data; picks the offer and other derived fields.
+    pub(crate) index: usize,
+}
+
+/// A failed answer: the status and Partner Center's JSON error body.
+pub(crate) type Failure = (StatusCode, Value);
+
+const CUSTOMERS: [&str; 3] = [
+    "4a2f6c1e-8b3d-4e5f-9a7b-1c2d3e4f5a60",
+    "7b1e2d3c-4f5a-4b6c-8d7e-9f0a1b2c3d71",
+    "c3d4e5f6-a7b8-4c9d-8e0f-1a2b3c4d5e82",
+];
+
+const OFFERS: [(&str, &str); 4] = [
+    (
+        "CFQ7TTC0LH18:0001:CFQ7TTC0K59S",
+        "Microsoft 365 Business Basic",
+    ),
+    ("CFQ7TTC0LCHC:0002:CFQ7TTC0K5DM", "Microsoft 365 E3"),
+    (
+        "CFQ7TTC0LFLX:0001:CFQ7TTC0KXG6",
+        "Microsoft Defender for Endpoint P1",
+    ),
+    ("DZH318Z0BQ3Q:0007", "Azure plan"),
+];
+
+/// Deterministic sample data: three customers with four orders each.
+pub(crate) fn sample_orders() -> Vec<Order> {
+    let mut orders = Vec::new();
+    for (c, customer) in CUSTOMERS.iter().enumerate() {
+        for (n, (_, name)) in OFFERS.iter().enumerate() {
+            let index = c * 4 + n;
+            orders.push(Order {
+                customer: (*customer).to_owned(),
+                id: format!(
+                    "{:08x}-0000-4000-8000-{:012x}",
+                    0x0d0e_0000 + index,
+                    0xa11ce + index
+                ),
+                version: 1,
+                status: "completed".to_owned(),
+                quantity: 5 + index as u64,
+                friendly_name: (*name).to_owned(),
+                index,
+            });
+        }
+    }
+    orders
+}
+
+/// The sample data's ids: (customer id, order ids), customers in order.
+pub(crate) fn catalog() -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for order in sample_orders() {
+        match out.iter_mut().find(|(c, _)| *c == order.customer) {
+            Some((_, ids)) => ids.push(order.id),
+            None => out.push((order.customer, vec![order.id])),
+        }
+    }
+    out
+}
+
+/// The order's ETag: base64 of `{"id":…,"version":N}`, as Partner Center makes them.
+pub(crate) fn etag(order: &Order) -> String {
+    let text = format!(r#"{{"id":"{}","version":{}}}"#, order.id, order.version);
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// The order as a Partner Center Order resource; `base` is the simulator's base URL.
+pub(crate) fn order_json(order: &Order, base: &str) -> Value {
+    let (offer, _) = OFFERS[order.index % OFFERS.len()];
+    let path = format!("/v1/customers/{}/orders/{}", order.customer, order.id);
+    let subscription = format!(
+        "{:08x}-1111-4222-8333-{:012x}",
+        0x5ab0 + order.index,
+        order.index
+    );
+    json!({
+        "id": order.id,
+        "alternateId": format!("{:012x}", 0xa17e + order.index),
+        "referenceCustomerId": order.customer,
+        "billingCycle": if order.index % 3 == 0 { "annual" } else { "monthly" },
+        "transactionType": "UserPurchase",
+        "currencyCode": "USD",
+        "currencySymbol": "$",
+        "creationDate": format!("2026-0{}-1{}T10:42:36.54Z", 1 + order.index % 9, order.index % 10),
+        "status": order.status,
+        "lineItems": [{
+            "lineItemNumber": 0,
+            "offerId": offer,
+            "subscriptionId": subscription,
+            "friendlyName": order.friendly_name,
+            "quantity": order.quantity,
+            "termDuration": "P1M",
+            "links": {
+                "subscription": {
+                    "uri": format!("/customers/{}/subscriptions/{subscription}", order.customer),
+                    "method": "GET",
+                    "headers": []
+                }
+            }
+        }],
+        "links": {
+            "self": {"uri": format!("{base}{path}"), "method": "GET", "headers": []},
+            "provisioningStatus": {"uri": format!("{path}/provisioningstatus"), "method": "GET", "headers": []},
+            "patchOperation": {"uri": path, "method": "PATCH", "headers": []}
+        },
+        "attributes": {"etag": etag(order), "objectType": "Order"}
+    })
+}
+
+/// A collection of orders in Partner Center's shape, for customer `c`.
+pub(crate) fn collection_json(c: &str, items: Vec<Value>) -> Value {
+    json!({
+        "totalCount": items.len(),
+        "items": items,
+        "links": {"self": {"uri": format!("/customers/{c}/orders"), "method": "GET", "headers": []}},
+        "attributes": {"objectType": "Collection"}
+    })
+}
+
+/// An error answer in Partner Center's error shape.
+pub(crate) fn error_json(status: StatusCode, code: u32, description: &str) -> Failure {
+    (
+        status,
+        json!({"code": code, "description": description, "data": [], "source": "PartnerFD"}),
+    )
+}
+
+/// The 429 body Partner Center sends when the budget is spent.
+pub(crate) fn throttled_json(retry: u64) -> Failure {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({"statusCode": 429, "message": format!("Rate limit is exceeded. Try again in {retry} seconds.")}),
+    )
+}
+
+/// The order `o` of customer `c` (ids case-insensitive), or Partner Center's 404.
+pub(crate) fn find<'a>(orders: &'a [Order], c: &str, o: &str) -> Result<&'a Order, Failure> {
+    orders
+        .iter()
+        .find(|x| x.customer.eq_ignore_ascii_case(c) && x.id.eq_ignore_ascii_case(o))
+        .ok_or_else(|| error_json(StatusCode::NOT_FOUND, 600_010, "Order not found"))
+}
+
+/// [`find`], for changing the order.
+pub(crate) fn find_mut<'a>(
+    orders: &'a mut [Order],
+    c: &str,
+    o: &str,
+) -> Result<&'a mut Order, Failure> {
+    orders
+        .iter_mut()
+        .find(|x| x.customer.eq_ignore_ascii_case(c) && x.id.eq_ignore_ascii_case(o))
+        .ok_or_else(|| error_json(StatusCode::NOT_FOUND, 600_010, "Order not found"))
+}

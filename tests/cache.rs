@@ -1,22 +1,25 @@
 //! The order cache from outside (SPEC §3.3, §4): states, fills, conditionals, partitions,
 //! invalidation, bounds.
 
-mod common;
+mod common {
+    pub mod gateway;
+    pub mod http;
+    pub mod ids;
+    pub mod order_upstream;
+    pub mod orders;
+    pub mod paths;
+    pub mod wait;
+}
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::*;
+use common::{gateway::*, http::*, ids::*, order_upstream::*, orders::*, paths::*, wait::*};
 use http::{Method, StatusCode};
 use httpmock::prelude::*;
 
 const TOKEN_A: &str = "Bearer token-a";
 const TOKEN_B: &str = "Bearer token-b";
-
-async fn get(gw: &TestGateway, order: &str, headers: &[(&str, &str)]) -> Reply {
-    TestClient::http1().get(&gw.order_url(order), headers).await
-}
 
 fn state(reply: &Reply) -> &str {
     reply.header("x-cache").unwrap_or("<none>")
@@ -27,9 +30,9 @@ async fn miss_then_hit_with_own_ids_age_etag_and_unchanged_bytes() {
     let up = OrderUpstream::start().await;
     let gw = TestGateway::with(&up.base_url, &[]).await;
     let order = new_order();
+    let url = gw.order_url(&order);
     let first = get(
-        &gw,
-        &order,
+        &url,
         &[("authorization", TOKEN_A), ("ms-correlationid", GUID_A)],
     )
     .await;
@@ -47,8 +50,7 @@ async fn miss_then_hit_with_own_ids_age_etag_and_unchanged_bytes() {
     assert!(first.header("date").is_some());
 
     let second = get(
-        &gw,
-        &order,
+        &url,
         &[("authorization", TOKEN_A), ("ms-correlationid", GUID_B)],
     )
     .await;
@@ -64,12 +66,11 @@ async fn miss_then_hit_with_own_ids_age_etag_and_unchanged_bytes() {
     assert_eq!(up.hits(), 1);
 
     // Upper-case ids in the path reach the same entry.
-    let upper = TestClient::http1()
-        .get(
-            &gw.url(&order_path(&CUSTOMER.to_uppercase(), &order.to_uppercase())),
-            &[("authorization", TOKEN_A)],
-        )
-        .await;
+    let upper = get(
+        &gw.url(&order_path(&CUSTOMER.to_uppercase(), &order.to_uppercase())),
+        &[("authorization", TOKEN_A)],
+    )
+    .await;
     assert_eq!(state(&upper), "HIT");
     assert_eq!(up.hits(), 1);
     gw.stop().await;
@@ -80,31 +81,29 @@ async fn head_is_answered_from_the_same_entry_without_a_body() {
     let up = OrderUpstream::start().await;
     let gw = TestGateway::with(&up.base_url, &[]).await;
     let order = new_order();
-    let client = TestClient::http1();
-    let head = client
-        .send(
-            Method::HEAD,
-            &gw.order_url(&order),
-            &[("authorization", TOKEN_A)],
-            Bytes::new(),
-        )
-        .await;
+    let url = gw.order_url(&order);
+    let head = send(
+        Method::HEAD,
+        &url,
+        &[("authorization", TOKEN_A)],
+        Bytes::new(),
+    )
+    .await;
     assert_eq!(head.status, StatusCode::OK);
     assert_eq!(state(&head), "MISS");
     assert!(head.body.is_empty());
     let len = order_json(CUSTOMER, &order, 1).len().to_string();
     assert_eq!(head.header("content-length"), Some(len.as_str()));
-    let get_reply = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+    let get_reply = get(&url, &[("authorization", TOKEN_A)]).await;
     assert_eq!(state(&get_reply), "HIT");
     assert_eq!(get_reply.body.len().to_string(), len);
-    let head2 = client
-        .send(
-            Method::HEAD,
-            &gw.order_url(&order),
-            &[("authorization", TOKEN_A)],
-            Bytes::new(),
-        )
-        .await;
+    let head2 = send(
+        Method::HEAD,
+        &url,
+        &[("authorization", TOKEN_A)],
+        Bytes::new(),
+    )
+    .await;
     assert_eq!(state(&head2), "HIT");
     assert!(head2.body.is_empty());
     assert_eq!(up.hits(), 1);
@@ -113,31 +112,26 @@ async fn head_is_answered_from_the_same_entry_without_a_body() {
 
 #[tokio::test]
 async fn stale_while_revalidate_serves_at_once_and_refreshes_once() {
-    let up = OrderUpstream::start().await;
-    let gw = TestGateway::with(
-        &up.base_url,
+    let Warmed { up, gw, order } = Warmed::start(
         &[
             ("cache.ttl", "200ms"),
             ("cache.stale_while_revalidate", "30s"),
         ],
+        TOKEN_A,
     )
     .await;
-    let order = new_order();
-    assert_eq!(
-        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
-        "MISS"
-    );
+    let url = gw.order_url(&order);
     tokio::time::sleep(Duration::from_millis(400)).await;
     up.set_delay(Duration::from_millis(1000));
     // A burst of requests in the stale window: all STALE at once, one refresh upstream.
-    let urls = vec![gw.order_url(&order); 10];
+    let urls = vec![url.clone(); 10];
     for reply in concurrent_gets(urls, &[("authorization", TOKEN_A)]).await {
         assert_eq!(reply.status, StatusCode::OK);
         assert_eq!(state(&reply), "STALE");
     }
     up.wait_hits(2).await;
     eventually(Duration::from_secs(10), || async {
-        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await) == "HIT"
+        state(&get(&url, &[("authorization", TOKEN_A)]).await) == "HIT"
     })
     .await;
     assert_eq!(up.hits(), 2);
@@ -146,29 +140,24 @@ async fn stale_while_revalidate_serves_at_once_and_refreshes_once() {
 
 #[tokio::test]
 async fn expired_entries_are_revalidated_with_if_none_match() {
-    let up = OrderUpstream::start().await;
-    let gw = TestGateway::with(
-        &up.base_url,
+    let Warmed { up, gw, order } = Warmed::start(
         &[
             ("cache.ttl", "100ms"),
             ("cache.stale_while_revalidate", "0s"),
         ],
+        TOKEN_A,
     )
     .await;
-    let order = new_order();
-    assert_eq!(
-        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
-        "MISS"
-    );
+    let url = gw.order_url(&order);
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let reply = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+    let reply = get(&url, &[("authorization", TOKEN_A)]).await;
     assert_eq!(state(&reply), "REVALIDATED");
     assert_eq!(reply.body, Bytes::from(order_json(CUSTOMER, &order, 1)));
     assert_eq!(reply.header("age"), Some("0"));
-    assert_eq!(up.inm_hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(up.inm_hits(), 1);
     // The refreshed entry is fresh again.
     assert_eq!(
-        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
+        state(&get(&url, &[("authorization", TOKEN_A)]).await),
         "HIT"
     );
     assert_eq!(up.hits(), 2);
@@ -177,30 +166,26 @@ async fn expired_entries_are_revalidated_with_if_none_match() {
 
 #[tokio::test]
 async fn revalidation_by_refetch_compares_attributes_etag() {
-    let up = OrderUpstream::start().await;
-    // Like Partner Center: If-None-Match is ignored, the body's etag tells.
-    up.honor_if_none_match(false);
-    let gw = TestGateway::with(
-        &up.base_url,
+    let Warmed { up, gw, order } = Warmed::start(
         &[
             ("cache.ttl", "100ms"),
             ("cache.stale_while_revalidate", "0s"),
         ],
+        TOKEN_A,
     )
     .await;
-    let order = new_order();
-    assert_eq!(
-        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
-        "MISS"
-    );
+    // Like Partner Center: If-None-Match is ignored, the body's etag tells. (The fill above
+    // sent none.)
+    up.honor_if_none_match(false);
+    let url = gw.order_url(&order);
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert_eq!(
-        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
+        state(&get(&url, &[("authorization", TOKEN_A)]).await),
         "REVALIDATED"
     );
     tokio::time::sleep(Duration::from_millis(250)).await;
     up.bump(&order);
-    let changed = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+    let changed = get(&url, &[("authorization", TOKEN_A)]).await;
     assert_eq!(state(&changed), "MISS");
     let etag = format!("\"{}\"", etag_for(&order, 2));
     assert_eq!(changed.header("etag"), Some(etag.as_str()));
@@ -210,20 +195,18 @@ async fn revalidation_by_refetch_compares_attributes_etag() {
 
 #[tokio::test]
 async fn stale_is_served_when_the_upstream_fails_within_stale_if_error() {
-    let up = OrderUpstream::start().await;
-    let gw = TestGateway::with(
-        &up.base_url,
+    let Warmed { up, gw, order } = Warmed::start(
         &[
             ("cache.ttl", "100ms"),
             ("cache.stale_while_revalidate", "0s"),
             ("cache.stale_if_error", "5m"),
             ("upstream.request_timeout", "300ms"),
         ],
+        TOKEN_A,
     )
     .await;
-    let order = new_order();
-    let first = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
-    assert_eq!(state(&first), "MISS");
+    let url = gw.order_url(&order);
+    let first_body = Bytes::from(order_json(CUSTOMER, &order, 1));
     for (mode, delay) in [
         (Mode::Status(500), Duration::ZERO),
         (Mode::Status(503), Duration::ZERO),
@@ -233,18 +216,18 @@ async fn stale_is_served_when_the_upstream_fails_within_stale_if_error() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         up.set_mode(mode);
         up.set_delay(delay);
-        let reply = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+        let reply = get(&url, &[("authorization", TOKEN_A)]).await;
         assert_eq!(reply.status, StatusCode::OK, "{mode:?}");
         assert_eq!(state(&reply), "STALE", "{mode:?} {delay:?}");
-        assert_eq!(reply.body, first.body);
+        assert_eq!(reply.body, first_body);
     }
     // Refused: nothing listens any more.
     up.stop().await;
-    let reply = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+    let reply = get(&url, &[("authorization", TOKEN_A)]).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(state(&reply), "STALE");
     // A cold key has nothing to fall back on.
-    let cold = get(&gw, &new_order(), &[("authorization", TOKEN_A)]).await;
+    let cold = get(&gw.order_url(&new_order()), &[("authorization", TOKEN_A)]).await;
     assert_eq!(cold.status, StatusCode::BAD_GATEWAY);
     assert_eq!(cold.header("x-cache"), None);
     gw.stop().await;
@@ -252,24 +235,19 @@ async fn stale_is_served_when_the_upstream_fails_within_stale_if_error() {
 
 #[tokio::test]
 async fn beyond_stale_if_error_the_failure_reaches_the_client() {
-    let up = OrderUpstream::start().await;
-    let gw = TestGateway::with(
-        &up.base_url,
+    let Warmed { up, gw, order } = Warmed::start(
         &[
             ("cache.ttl", "100ms"),
             ("cache.stale_while_revalidate", "0s"),
             ("cache.stale_if_error", "0s"),
         ],
+        TOKEN_A,
     )
     .await;
-    let order = new_order();
-    assert_eq!(
-        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
-        "MISS"
-    );
+    let url = gw.order_url(&order);
     tokio::time::sleep(Duration::from_millis(250)).await;
     up.set_mode(Mode::Status(500));
-    let reply = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+    let reply = get(&url, &[("authorization", TOKEN_A)]).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(state(&reply), "MISS");
     assert!(String::from_utf8_lossy(&reply.body).contains("simulated"));
@@ -287,9 +265,7 @@ async fn concurrent_cold_requests_cause_one_upstream_request() {
         let url = gw.order_url(&order);
         tasks.push(tokio::spawn(async move {
             let id = uuid::Uuid::new_v4().to_string();
-            let reply = TestClient::http1()
-                .get(&url, &[("authorization", TOKEN_A), ("ms-requestid", &id)])
-                .await;
+            let reply = get(&url, &[("authorization", TOKEN_A), ("ms-requestid", &id)]).await;
             (i, id, reply)
         }));
     }
@@ -310,8 +286,7 @@ async fn concurrent_requests_share_one_uncacheable_answer() {
     up.set_delay(Duration::from_millis(300));
     up.set_mode(Mode::Status(503));
     let gw = TestGateway::with(&up.base_url, &[]).await;
-    let order = new_order();
-    let urls = vec![gw.order_url(&order); 20];
+    let urls = vec![gw.order_url(&new_order()); 20];
     for reply in concurrent_gets(urls, &[("authorization", TOKEN_A)]).await {
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(state(&reply), "MISS");
@@ -326,22 +301,18 @@ async fn a_fill_completes_when_its_client_hangs_up() {
     let up = OrderUpstream::start().await;
     up.set_delay(Duration::from_millis(500));
     let gw = TestGateway::with(&up.base_url, &[]).await;
-    let order = new_order();
-    let url = gw.order_url(&order);
-    let impatient = tokio::spawn(async move {
-        TestClient::http1()
-            .get(&url, &[("authorization", TOKEN_A)])
-            .await
+    let url = gw.order_url(&new_order());
+    let impatient = tokio::spawn({
+        let url = url.clone();
+        async move { get(&url, &[("authorization", TOKEN_A)]).await }
     });
     up.wait_hits(1).await;
     impatient.abort();
-    let gateway = gw.gateway.clone();
-    eventually(Duration::from_secs(10), || {
-        let gateway = gateway.clone();
-        async move { gateway.tiers.usage().entries == 1 }
+    eventually(Duration::from_secs(10), || async {
+        gw.stats().await["entries"] == 1
     })
     .await;
-    let reply = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+    let reply = get(&url, &[("authorization", TOKEN_A)]).await;
     assert_eq!(state(&reply), "HIT");
     assert_eq!(up.hits(), 1);
     gw.stop().await;
@@ -405,6 +376,7 @@ async fn uncacheable_answers_pass_through_as_received_and_are_not_stored() {
     let gw = TestGateway::with(&upstream.base_url(), &[("cache.max_entry_bytes", "4096")]).await;
     for (name, status, headers, body) in cases {
         let order = new_order();
+        let url = gw.order_url(&order);
         let body = body.replace("ORDER", &order);
         let mock = upstream
             .mock_async(|when, then| {
@@ -417,7 +389,7 @@ async fn uncacheable_answers_pass_through_as_received_and_are_not_stored() {
             })
             .await;
         for round in 0..2 {
-            let reply = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+            let reply = get(&url, &[("authorization", TOKEN_A)]).await;
             assert_eq!(reply.status.as_u16(), status, "{name}");
             assert_eq!(reply.body, Bytes::from(body.clone()), "{name}");
             assert_eq!(reply.header("x-upstream-marker"), Some(name), "{name}");
@@ -428,7 +400,7 @@ async fn uncacheable_answers_pass_through_as_received_and_are_not_stored() {
         }
         mock.assert_calls_async(2).await;
     }
-    assert_eq!(gw.gateway.tiers.usage().entries, 0);
+    assert_eq!(gw.stats().await["entries"], 0);
     gw.stop().await;
 }
 
@@ -437,12 +409,12 @@ async fn if_none_match_gets_304_even_right_after_a_miss() {
     let up = OrderUpstream::start().await;
     let gw = TestGateway::with(&up.base_url, &[]).await;
     let order = new_order();
+    let url = gw.order_url(&order);
     let etag = format!("\"{}\"", etag_for(&order, 1));
     let weak = format!("W/{etag}");
     let list = format!("\"other\", {etag}");
     let after_miss = get(
-        &gw,
-        &order,
+        &url,
         &[
             ("authorization", TOKEN_A),
             ("if-none-match", &etag),
@@ -457,19 +429,13 @@ async fn if_none_match_gets_304_even_right_after_a_miss() {
     assert_eq!(after_miss.header("ms-correlationid"), Some(GUID_A));
     assert!(after_miss.body.is_empty());
     for inm in [etag.as_str(), weak.as_str(), list.as_str(), "*"] {
-        let reply = get(
-            &gw,
-            &order,
-            &[("authorization", TOKEN_A), ("if-none-match", inm)],
-        )
-        .await;
+        let reply = get(&url, &[("authorization", TOKEN_A), ("if-none-match", inm)]).await;
         assert_eq!(reply.status, StatusCode::NOT_MODIFIED, "{inm}");
         assert_eq!(state(&reply), "HIT");
         assert_eq!(reply.header("etag"), Some(etag.as_str()));
     }
     let other = get(
-        &gw,
-        &order,
+        &url,
         &[("authorization", TOKEN_A), ("if-none-match", "\"old\"")],
     )
     .await;
@@ -477,13 +443,7 @@ async fn if_none_match_gets_304_even_right_after_a_miss() {
     assert!(!other.body.is_empty());
     assert_eq!(up.hits(), 1);
     // The client's conditional never reaches the upstream on a fill.
-    let seen = up
-        .last_headers
-        .lock()
-        .expect("lock")
-        .clone()
-        .expect("headers");
-    assert!(seen.get("if-none-match").is_none());
+    assert!(up.last_headers().get("if-none-match").is_none());
     gw.stop().await;
 }
 
@@ -492,31 +452,32 @@ async fn request_cache_control_directives() {
     let up = OrderUpstream::start().await;
     let gw = TestGateway::with(&up.base_url, &[]).await;
     let order = new_order();
+    let url = gw.order_url(&order);
     let auth = ("authorization", TOKEN_A);
 
-    let cold = get(&gw, &order, &[auth, ("cache-control", "only-if-cached")]).await;
+    let cold = get(&url, &[auth, ("cache-control", "only-if-cached")]).await;
     assert_eq!(cold.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(cold.json()["errorName"], "NotCached");
     assert_eq!(up.hits(), 0);
 
-    assert_eq!(state(&get(&gw, &order, &[auth]).await), "MISS");
-    let warm = get(&gw, &order, &[auth, ("cache-control", "only-if-cached")]).await;
+    assert_eq!(state(&get(&url, &[auth]).await), "MISS");
+    let warm = get(&url, &[auth, ("cache-control", "only-if-cached")]).await;
     assert_eq!(state(&warm), "HIT");
 
     for cc in ["no-cache", "max-age=0"] {
         let hits = up.hits();
-        let reply = get(&gw, &order, &[auth, ("cache-control", cc)]).await;
+        let reply = get(&url, &[auth, ("cache-control", cc)]).await;
         assert_eq!(reply.status, StatusCode::OK);
         assert_eq!(state(&reply), "REVALIDATED", "{cc}");
         assert_eq!(up.hits(), hits + 1, "{cc}");
     }
     let hits = up.hits();
-    let bypass = get(&gw, &order, &[auth, ("cache-control", "no-store")]).await;
+    let bypass = get(&url, &[auth, ("cache-control", "no-store")]).await;
     assert_eq!(state(&bypass), "BYPASS");
     assert_eq!(bypass.status, StatusCode::OK);
     assert_eq!(up.hits(), hits + 1);
     // The entry is left as it was.
-    assert_eq!(state(&get(&gw, &order, &[auth]).await), "HIT");
+    assert_eq!(state(&get(&url, &[auth]).await), "HIT");
     assert_eq!(up.hits(), hits + 1);
     gw.stop().await;
 }
@@ -526,35 +487,31 @@ async fn credential_partitions_never_share_and_no_token_is_never_cached() {
     let up = OrderUpstream::start().await;
     let gw = TestGateway::with(&up.base_url, &[]).await;
     let order = new_order();
+    let url = gw.order_url(&order);
     assert_eq!(
-        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
+        state(&get(&url, &[("authorization", TOKEN_A)]).await),
         "MISS"
     );
     assert_eq!(
-        state(&get(&gw, &order, &[("authorization", TOKEN_B)]).await),
+        state(&get(&url, &[("authorization", TOKEN_B)]).await),
         "MISS"
     );
     assert_eq!(
-        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
+        state(&get(&url, &[("authorization", TOKEN_A)]).await),
         "HIT"
     );
     assert_eq!(
-        state(&get(&gw, &order, &[("authorization", TOKEN_B)]).await),
+        state(&get(&url, &[("authorization", TOKEN_B)]).await),
         "HIT"
     );
     assert_eq!(up.hits(), 2);
     for _ in 0..2 {
-        let anonymous = get(&gw, &order, &[]).await;
+        let anonymous = get(&url, &[]).await;
         assert_eq!(state(&anonymous), "BYPASS");
     }
     assert_eq!(up.hits(), 4);
     // The locale is part of the key.
-    let fr = get(
-        &gw,
-        &order,
-        &[("authorization", TOKEN_A), ("x-locale", "fr-FR")],
-    )
-    .await;
+    let fr = get(&url, &[("authorization", TOKEN_A), ("x-locale", "fr-FR")]).await;
     assert_eq!(state(&fr), "MISS");
     assert_eq!(up.hits(), 5);
     gw.stop().await;
@@ -622,15 +579,16 @@ async fn shared_partition_serves_every_credential_but_not_anonymous_calls() {
     let up = OrderUpstream::start().await;
     let gw = TestGateway::with(&up.base_url, &[("cache.partition", "shared")]).await;
     let order = new_order();
+    let url = gw.order_url(&order);
     assert_eq!(
-        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
+        state(&get(&url, &[("authorization", TOKEN_A)]).await),
         "MISS"
     );
     assert_eq!(
-        state(&get(&gw, &order, &[("authorization", TOKEN_B)]).await),
+        state(&get(&url, &[("authorization", TOKEN_B)]).await),
         "HIT"
     );
-    assert_eq!(state(&get(&gw, &order, &[]).await), "BYPASS");
+    assert_eq!(state(&get(&url, &[]).await), "BYPASS");
     assert_eq!(up.hits(), 2);
     gw.stop().await;
 }
@@ -640,8 +598,9 @@ async fn disabled_cache_forwards_everything_as_bypass() {
     let up = OrderUpstream::start().await;
     let gw = TestGateway::with(&up.base_url, &[("cache.enabled", "false")]).await;
     let order = new_order();
+    let url = gw.order_url(&order);
     for _ in 0..2 {
-        let reply = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+        let reply = get(&url, &[("authorization", TOKEN_A)]).await;
         assert_eq!(reply.status, StatusCode::OK);
         // The gateway's X-Cache replaces the upstream's own on order answers.
         assert_eq!(state(&reply), "BYPASS");
@@ -655,60 +614,38 @@ async fn successful_unsafe_requests_invalidate_every_partition_of_the_order() {
     let up = OrderUpstream::start().await;
     let gw = TestGateway::with(&up.base_url, &[]).await;
     let order = new_order();
-    let client = TestClient::http1();
+    let url = gw.order_url(&order);
     for token in [TOKEN_A, TOKEN_B] {
-        assert_eq!(
-            state(&get(&gw, &order, &[("authorization", token)]).await),
-            "MISS"
-        );
-        assert_eq!(
-            state(&get(&gw, &order, &[("authorization", token)]).await),
-            "HIT"
-        );
+        assert_eq!(state(&get(&url, &[("authorization", token)]).await), "MISS");
+        assert_eq!(state(&get(&url, &[("authorization", token)]).await), "HIT");
     }
     // The OrderUpstream answers any method on the order path with 200.
-    let patch = client
-        .send(
-            Method::PATCH,
-            &gw.order_url(&order),
-            &[("authorization", TOKEN_A)],
-            "{}",
-        )
-        .await;
+    let patch = send(Method::PATCH, &url, &[("authorization", TOKEN_A)], "{}").await;
     assert_eq!(patch.status, StatusCode::OK);
     // A forwarded answer keeps the upstream's own X-Cache; the gateway adds none.
     assert_eq!(patch.header("x-cache"), Some("upstream-said"));
     up.bump(&order);
     for token in [TOKEN_A, TOKEN_B] {
-        let reply = get(&gw, &order, &[("authorization", token)]).await;
+        let reply = get(&url, &[("authorization", token)]).await;
         assert_eq!(state(&reply), "MISS", "{token}");
         let etag = format!("\"{}\"", etag_for(&order, 2));
         assert_eq!(reply.header("etag"), Some(etag.as_str()));
     }
     // Below the order path counts too.
     let below = gw.url(&format!("{}/lineitems/0", order_path(CUSTOMER, &order)));
-    let post = client
-        .send(Method::POST, &below, &[("authorization", TOKEN_A)], "{}")
-        .await;
+    let post = send(Method::POST, &below, &[("authorization", TOKEN_A)], "{}").await;
     assert_eq!(post.status, StatusCode::OK);
     assert_eq!(
-        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
+        state(&get(&url, &[("authorization", TOKEN_A)]).await),
         "MISS"
     );
     // A failed unsafe request leaves the entry alone.
     up.set_mode(Mode::Status(409));
-    let conflict = client
-        .send(
-            Method::PATCH,
-            &gw.order_url(&order),
-            &[("authorization", TOKEN_A)],
-            "{}",
-        )
-        .await;
+    let conflict = send(Method::PATCH, &url, &[("authorization", TOKEN_A)], "{}").await;
     assert_eq!(conflict.status, StatusCode::CONFLICT);
     up.set_mode(Mode::Normal);
     assert_eq!(
-        state(&get(&gw, &order, &[("authorization", TOKEN_A)]).await),
+        state(&get(&url, &[("authorization", TOKEN_A)]).await),
         "HIT"
     );
     gw.stop().await;
@@ -718,28 +655,22 @@ async fn successful_unsafe_requests_invalidate_every_partition_of_the_order() {
 async fn admin_purges_by_order_customer_and_everything() {
     let up = OrderUpstream::start().await;
     let gw = TestGateway::with(&up.base_url, &[]).await;
-    let client = TestClient::http1();
     let other_customer = "11111111-2222-3333-4444-555555555555";
     let (o1, o2) = (new_order(), new_order());
     for token in [TOKEN_A, TOKEN_B] {
         for o in [&o1, &o2] {
-            get(&gw, o, &[("authorization", token)]).await;
+            get(&gw.order_url(o), &[("authorization", token)]).await;
         }
-        client
-            .get(
-                &gw.url(&order_path(other_customer, &o1)),
-                &[("authorization", token)],
-            )
-            .await;
+        get(
+            &gw.url(&order_path(other_customer, &o1)),
+            &[("authorization", token)],
+        )
+        .await;
     }
-    assert_eq!(gw.gateway.tiers.usage().entries, 6);
+    assert_eq!(gw.stats().await["entries"], 6);
     let purge = |path: String| {
         let url = gw.admin_url(&path);
-        async move {
-            TestClient::http1()
-                .send(Method::DELETE, &url, &[], Bytes::new())
-                .await
-        }
+        async move { send(Method::DELETE, &url, &[], Bytes::new()).await }
     };
     let r = purge(format!(
         "/cache/customers/{CUSTOMER}/orders/{}",
@@ -750,26 +681,24 @@ async fn admin_purges_by_order_customer_and_everything() {
     assert_eq!(r.header("cache-control"), Some("no-store"));
     assert_eq!(r.json(), serde_json::json!({"purged": 2}));
     assert_eq!(
-        state(&get(&gw, &o1, &[("authorization", TOKEN_A)]).await),
+        state(&get(&gw.order_url(&o1), &[("authorization", TOKEN_A)]).await),
         "MISS"
     );
     assert_eq!(
-        state(&get(&gw, &o2, &[("authorization", TOKEN_A)]).await),
+        state(&get(&gw.order_url(&o2), &[("authorization", TOKEN_A)]).await),
         "HIT"
     );
     let r = purge(format!("/cache/customers/{CUSTOMER}")).await;
     assert_eq!(r.json(), serde_json::json!({"purged": 3}));
     let r = purge("/cache".to_owned()).await;
     assert_eq!(r.json(), serde_json::json!({"purged": 2}));
-    assert_eq!(gw.gateway.tiers.usage().entries, 0);
+    assert_eq!(gw.stats().await["entries"], 0);
     let bad = purge("/cache/customers/nope".to_owned()).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    let wrong_method = client.get(&gw.admin_url("/cache"), &[]).await;
+    let wrong_method = get(&gw.admin_url("/cache"), &[]).await;
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
     // Not on the front port: there it is just a path forwarded upstream.
-    let front = TestClient::http1()
-        .send(Method::DELETE, &gw.url("/cache"), &[], Bytes::new())
-        .await;
+    let front = send(Method::DELETE, &gw.url("/cache"), &[], Bytes::new()).await;
     assert_ne!(front.header("content-type"), Some("application/json"));
     gw.stop().await;
 }
@@ -787,10 +716,11 @@ async fn negative_caching_remembers_404_per_key() {
         })
         .await;
     let gw = TestGateway::with(&upstream.base_url(), &[("cache.negative_ttl", "30s")]).await;
-    let first = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+    let url = gw.order_url(&order);
+    let first = get(&url, &[("authorization", TOKEN_A)]).await;
     assert_eq!(first.status, StatusCode::NOT_FOUND);
     assert_eq!(state(&first), "MISS");
-    let second = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+    let second = get(&url, &[("authorization", TOKEN_A)]).await;
     assert_eq!(second.status, StatusCode::NOT_FOUND);
     assert_eq!(state(&second), "HIT");
     assert_eq!(second.body, first.body);
@@ -800,8 +730,9 @@ async fn negative_caching_remembers_404_per_key() {
 
     // With the default negative_ttl of 0, 404s are not remembered.
     let gw = TestGateway::with(&upstream.base_url(), &[]).await;
+    let url = gw.order_url(&order);
     for _ in 0..2 {
-        let reply = get(&gw, &order, &[("authorization", TOKEN_A)]).await;
+        let reply = get(&url, &[("authorization", TOKEN_A)]).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND);
         assert_eq!(state(&reply), "MISS");
     }
@@ -820,15 +751,13 @@ async fn the_cache_stays_within_max_bytes() {
         ],
     )
     .await;
-    let client = Arc::new(TestClient::http1());
     for _ in 0..60 {
-        let reply = client
-            .get(&gw.order_url(&new_order()), &[("authorization", TOKEN_A)])
-            .await;
+        let reply = get(&gw.order_url(&new_order()), &[("authorization", TOKEN_A)]).await;
         assert_eq!(reply.status, StatusCode::OK);
     }
-    let usage = gw.gateway.tiers.usage();
-    let (entries, bytes) = (usage.entries, usage.bytes);
+    let stats = gw.stats().await;
+    let entries = stats["entries"].as_u64().expect("entries");
+    let bytes = stats["bytes"].as_u64().expect("bytes");
     assert!(bytes <= 20000, "weighted size {bytes} over the bound");
     assert!(entries > 0 && entries < 60, "{entries} entries");
     gw.stop().await;

@@ -1,10 +1,14 @@
 //! The Partner Center simulator and the guided demo.
 
-mod common;
+mod common {
+    pub mod http;
+    pub mod ids;
+    pub mod paths;
+}
 
 use std::net::SocketAddr;
 
-use common::*;
+use common::{http::*, ids::*, paths::*};
 use http::{Method, StatusCode};
 use partner_gateway::demo::simulator::{Knobs, Simulator};
 use partner_gateway::demo::walkthrough::{Captured, DemoOptions};
@@ -20,13 +24,10 @@ async fn simulator_serves_orders_like_partner_center() {
     let sim = simulator(Knobs::default()).await;
     let (customer, orders) = Simulator::catalog().remove(0);
     assert!(orders.len() >= 3);
-    let client = TestClient::http1();
     let url = format!("{}{}", sim.base_url(), order_path(&customer, &orders[0]));
     let auth = ("authorization", "Bearer t");
 
-    let reply = client
-        .get(&url, &[auth, ("ms-correlationid", GUID_A)])
-        .await;
+    let reply = get(&url, &[auth, ("ms-correlationid", GUID_A)]).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.header("ms-correlationid"), Some(GUID_A));
     assert!(reply.header("ms-requestid").is_some());
@@ -64,44 +65,39 @@ async fn simulator_serves_orders_like_partner_center() {
     assert_eq!(version["version"], 1);
 
     // PATCH changes the order and bumps the version.
-    let patched = client
-        .send(
-            Method::PATCH,
-            &url,
-            &[auth],
-            r#"{"status":"cancelled","lineItems":[{"quantity":9}]}"#,
-        )
-        .await;
+    let patched = send(
+        Method::PATCH,
+        &url,
+        &[auth],
+        r#"{"status":"cancelled","lineItems":[{"quantity":9}]}"#,
+    )
+    .await;
     assert_eq!(patched.status, StatusCode::OK);
-    let after = client.get(&url, &[auth]).await.json();
+    let after = get(&url, &[auth]).await.json();
     assert_eq!(after["status"], "cancelled");
     assert_eq!(after["lineItems"][0]["quantity"], 9);
     assert_ne!(after["attributes"]["etag"].as_str(), Some(etag.as_str()));
     // A stale If-Match is refused.
-    let conflict = client
-        .send(Method::PATCH, &url, &[auth, ("if-match", &etag)], "{}")
-        .await;
+    let conflict = send(Method::PATCH, &url, &[auth, ("if-match", &etag)], "{}").await;
     assert_eq!(conflict.status, StatusCode::PRECONDITION_FAILED);
 
     // The collection.
-    let list = client
-        .get(
-            &format!("{}/v1/customers/{customer}/orders", sim.base_url()),
-            &[auth],
-        )
-        .await
-        .json();
+    let list = get(
+        &format!("{}/v1/customers/{customer}/orders", sim.base_url()),
+        &[auth],
+    )
+    .await
+    .json();
     assert_eq!(list["totalCount"], orders.len());
     assert_eq!(list["items"].as_array().map(Vec::len), Some(orders.len()));
     assert!(list["links"].is_object() && list["attributes"].is_object());
 
     // Unknown order: 404 in Partner Center's error shape.
-    let missing = client
-        .get(
-            &format!("{}{}", sim.base_url(), order_path(&customer, GUID_B)),
-            &[auth],
-        )
-        .await;
+    let missing = get(
+        &format!("{}{}", sim.base_url(), order_path(&customer, GUID_B)),
+        &[auth],
+    )
+    .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     let error = missing.json();
     assert_eq!(error["source"], "PartnerFD");
@@ -109,7 +105,7 @@ async fn simulator_serves_orders_like_partner_center() {
     assert_eq!(error["data"], serde_json::json!([]));
 
     // No bearer token: 401.
-    let anonymous = client.get(&url, &[]).await;
+    let anonymous = get(&url, &[]).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     assert!(sim.counters.requests() >= 7);
 }
@@ -123,17 +119,13 @@ async fn simulator_throttles_each_token_after_its_budget() {
     .await;
     let (customer, orders) = Simulator::catalog().remove(0);
     let url = format!("{}{}", sim.base_url(), order_path(&customer, &orders[0]));
-    let client = TestClient::http1();
     for _ in 0..3 {
         assert_eq!(
-            client
-                .get(&url, &[("authorization", "Bearer a")])
-                .await
-                .status,
+            get(&url, &[("authorization", "Bearer a")]).await.status,
             StatusCode::OK
         );
     }
-    let throttled = client.get(&url, &[("authorization", "Bearer a")]).await;
+    let throttled = get(&url, &[("authorization", "Bearer a")]).await;
     assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
     let retry: u64 = throttled
         .header("retry-after")
@@ -144,10 +136,7 @@ async fn simulator_throttles_each_token_after_its_budget() {
     assert_eq!(throttled.json()["statusCode"], 429);
     // Another token has its own budget.
     assert_eq!(
-        client
-            .get(&url, &[("authorization", "Bearer b")])
-            .await
-            .status,
+        get(&url, &[("authorization", "Bearer b")]).await.status,
         StatusCode::OK
     );
     assert_eq!(sim.counters.throttled(), 1);
@@ -164,9 +153,7 @@ async fn simulator_failure_rate_and_latency() {
     let (customer, orders) = Simulator::catalog().remove(0);
     let url = format!("{}{}", sim.base_url(), order_path(&customer, &orders[0]));
     let started = std::time::Instant::now();
-    let reply = TestClient::http1()
-        .get(&url, &[("authorization", "Bearer a")])
-        .await;
+    let reply = get(&url, &[("authorization", "Bearer a")]).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(started.elapsed() >= std::time::Duration::from_millis(50));
 }

@@ -1,11 +1,18 @@
 //! Operations from outside: Prometheus metrics, cache stats, admin separation (SPEC §8).
 
-mod common;
+mod common {
+    pub mod gateway;
+    pub mod http;
+    pub mod order_upstream;
+    pub mod orders;
+    pub mod paths;
+    pub mod wait;
+}
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use common::*;
+use common::{gateway::*, http::*, order_upstream::*, orders::*, paths::*, wait::*};
 use http::StatusCode;
 
 /// One parsed sample: name, labels, value.
@@ -136,62 +143,50 @@ fn value(samples: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 #[tokio::test]
 async fn metrics_count_a_known_sequence_exactly() {
-    let up = OrderUpstream::start().await;
-    let gw = TestGateway::with(
-        &up.base_url,
+    let token = "Bearer t";
+    let Warmed { up, gw, order: a } = Warmed::start(
         &[
             ("cache.ttl", "100ms"),
             ("cache.stale_while_revalidate", "30s"),
         ],
+        token,
     )
     .await;
-    let client = TestClient::http1();
-    let auth = ("authorization", "Bearer t");
+    let auth = ("authorization", token);
     let url = |o: &str| gw.order_url(o);
-    let (a, b, c, d) = (new_order(), new_order(), new_order(), new_order());
+    let (b, c, d) = (new_order(), new_order(), new_order());
 
-    assert_eq!(
-        client.get(&url(&a), &[auth]).await.header("x-cache"),
-        Some("MISS")
-    );
-    assert_eq!(
-        client.get(&url(&a), &[auth]).await.header("x-cache"),
-        Some("HIT")
-    );
+    assert_eq!(get(&url(&a), &[auth]).await.header("x-cache"), Some("HIT"));
     let etag = format!("\"{}\"", etag_for(&a, 1));
-    let not_modified = client
-        .get(&url(&a), &[auth, ("if-none-match", &etag)])
-        .await;
+    let not_modified = get(&url(&a), &[auth, ("if-none-match", &etag)]).await;
     assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(
-        client.get(&url(&a), &[auth]).await.header("x-cache"),
+        get(&url(&a), &[auth]).await.header("x-cache"),
         Some("STALE")
     );
     up.wait_hits(2).await; // the background refresh (answered 304)
-    let gateway = gw.gateway.clone();
-    eventually(Duration::from_secs(5), || {
-        let gateway = gateway.clone();
-        async move { gateway.cache.fills_in_progress() == 0 }
+    eventually(Duration::from_secs(5), || async {
+        gw.stats().await["fills_in_progress"] == 0
     })
     .await;
     up.set_mode(Mode::Status(500));
     assert_eq!(
-        client.get(&url(&b), &[auth]).await.status,
+        get(&url(&b), &[auth]).await.status,
         StatusCode::INTERNAL_SERVER_ERROR
     );
     up.set_mode(Mode::Status(429));
     up.add_header("retry-after", "30");
     assert_eq!(
-        client.get(&url(&c), &[auth]).await.status,
+        get(&url(&c), &[auth]).await.status,
         StatusCode::TOO_MANY_REQUESTS
     );
-    let local = client.get(&url(&d), &[auth]).await;
+    let local = get(&url(&d), &[auth]).await;
     assert_eq!(local.json()["errorName"], "UpstreamThrottled");
-    let bad = client.get(&gw.url(&order_path("nope", &a)), &[auth]).await;
+    let bad = get(&gw.url(&order_path("nope", &a)), &[auth]).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 
-    let scrape = client.get(&gw.admin_url("/metrics"), &[]).await;
+    let scrape = get(&gw.admin_url("/metrics"), &[]).await;
     assert_eq!(scrape.status, StatusCode::OK);
     assert!(scrape
         .header("content-type")
@@ -303,7 +298,7 @@ async fn metrics_count_a_known_sequence_exactly() {
         );
     }
 
-    let stats = client.get(&gw.admin_url("/cache/stats"), &[]).await;
+    let stats = get(&gw.admin_url("/cache/stats"), &[]).await;
     assert_eq!(stats.header("cache-control"), Some("no-store"));
     let stats = stats.json();
     assert_eq!(stats["entries"], 1);
@@ -328,9 +323,7 @@ async fn coalesced_waits_are_counted() {
     for reply in concurrent_gets(urls, &[("authorization", "Bearer t")]).await {
         assert_eq!(reply.status, StatusCode::OK);
     }
-    let text = TestClient::http1()
-        .get(&gw.admin_url("/metrics"), &[])
-        .await;
+    let text = get(&gw.admin_url("/metrics"), &[]).await;
     let m = parse_prometheus(&String::from_utf8_lossy(&text.body));
     assert_eq!(up.hits(), 1);
     assert_eq!(value(&m, "partner_gateway_coalesced_waits_total", &[]), 9.0);
@@ -341,9 +334,8 @@ async fn coalesced_waits_are_counted() {
 async fn admin_endpoints_are_not_on_the_front_port() {
     let up = OrderUpstream::start().await;
     let gw = TestGateway::with(&up.base_url, &[]).await;
-    let client = TestClient::http1();
     for path in ["/metrics", "/cache/stats", "/readyz"] {
-        let front = client.get(&gw.url(path), &[]).await;
+        let front = get(&gw.url(path), &[]).await;
         // Forwarded to the upstream like any path; the upstream saw it.
         assert!(
             !String::from_utf8_lossy(&front.body).contains("partner_gateway_"),

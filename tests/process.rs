@@ -1,13 +1,17 @@
 //! The binary from outside: `check-config`, start-up errors, logs, and SIGTERM.
 
-mod common;
+mod common {
+    pub mod http;
+    pub mod ids;
+    pub mod paths;
+}
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::*;
+use common::{http::*, ids::*, paths::*};
 use http::{Method, StatusCode};
 use httpmock::prelude::*;
 
@@ -179,25 +183,22 @@ async fn logs_are_json_access_lines_without_secrets_and_sigterm_exits_zero() {
         // The most verbose setting there is, for our code and every library.
         ("RUST_LOG", "trace"),
     ]);
-    let client = TestClient::http1();
-    let reply = client
-        .send(
-            Method::POST,
-            &format!("http://{front}/v1/customers/x/carts?token=QUERY-SECRET"),
-            &[
-                ("authorization", "Bearer AUTH-HEADER-SECRET"),
-                ("ms-correlationid", GUID_A),
-            ],
-            "{\"card\":\"REQUEST-BODY-SECRET\"}",
-        )
-        .await;
+    let reply = send(
+        Method::POST,
+        &format!("http://{front}/v1/customers/x/carts?token=QUERY-SECRET"),
+        &[
+            ("authorization", "Bearer AUTH-HEADER-SECRET"),
+            ("ms-correlationid", GUID_A),
+        ],
+        "{\"card\":\"REQUEST-BODY-SECRET\"}",
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::OK);
-    let reply = client
-        .get(
-            &format!("http://{front}{}", order_path("not-a-guid", ORDER)),
-            &[("authorization", "Bearer AUTH-HEADER-SECRET")],
-        )
-        .await;
+    let reply = get(
+        &format!("http://{front}{}", order_path("not-a-guid", GUID_B)),
+        &[("authorization", "Bearer AUTH-HEADER-SECRET")],
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
 
     // SIGTERM: the process drains and exits 0.

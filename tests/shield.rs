@@ -1,21 +1,23 @@
 //! The rate-limit shield from outside (SPEC §6).
 
-mod common;
+mod common {
+    pub mod gateway;
+    pub mod held;
+    pub mod http;
+    pub mod order_upstream;
+    pub mod orders;
+    pub mod paths;
+}
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::{gateway::*, held::*, http::*, order_upstream::*, orders::*};
 use http::StatusCode;
 
-async fn get(gw: &TestGateway, order: &str, token: &str) -> Reply {
-    let mut headers = vec![];
-    if !token.is_empty() {
-        headers.push(("authorization", token));
-    }
-    TestClient::http1()
-        .get(&gw.order_url(order), &headers)
-        .await
-}
+const TOKEN: &str = "Bearer t";
+const AUTH: (&str, &str) = ("authorization", TOKEN);
+const AUTH_A: (&str, &str) = ("authorization", "Bearer a");
+const AUTH_B: (&str, &str) = ("authorization", "Bearer b");
 
 fn retry_after(reply: &Reply) -> u64 {
     reply
@@ -32,7 +34,7 @@ async fn a_burst_over_cold_orders_stays_within_the_token_bucket() {
     let orders: Vec<String> = (0..100).map(|_| new_order()).collect();
     let started = Instant::now();
     let urls = (0..200).map(|i| gw.order_url(&orders[i % 100])).collect();
-    let replies = concurrent_gets(urls, &[("authorization", "Bearer t")]).await;
+    let replies = concurrent_gets(urls, &[AUTH]).await;
     let (mut ok, mut limited) = (0, 0);
     for reply in replies {
         match reply.status {
@@ -87,20 +89,20 @@ async fn hits_and_stale_answers_spend_no_tokens() {
         .await;
         let (a, b) = (new_order(), new_order());
         let started = Instant::now();
-        assert_eq!(get(&gw, &a, "Bearer t").await.status, StatusCode::OK);
-        assert_eq!(get(&gw, &b, "Bearer t").await.status, StatusCode::OK);
+        assert_eq!(get(&gw.order_url(&a), &[AUTH]).await.status, StatusCode::OK);
+        assert_eq!(get(&gw.order_url(&b), &[AUTH]).await.status, StatusCode::OK);
         // The bucket is empty now; hits still answer.
         for _ in 0..30 {
-            let reply = get(&gw, &b, "Bearer t").await;
+            let reply = get(&gw.order_url(&b), &[AUTH]).await;
             assert_eq!(reply.status, StatusCode::OK);
             assert_eq!(reply.header("x-cache"), Some("HIT"));
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
         // A is stale: served at once, its refresh refused by the empty bucket.
-        let stale = get(&gw, &a, "Bearer t").await;
+        let stale = get(&gw.order_url(&a), &[AUTH]).await;
         assert_eq!(stale.status, StatusCode::OK);
         assert_eq!(stale.header("x-cache"), Some("STALE"));
-        let cold = get(&gw, &new_order(), "Bearer t").await;
+        let cold = get(&gw.order_url(&new_order()), &[AUTH]).await;
         let fast = started.elapsed() < Duration::from_millis(900);
         if fast {
             assert_eq!(cold.status, StatusCode::TOO_MANY_REQUESTS);
@@ -116,25 +118,23 @@ async fn hits_and_stale_answers_spend_no_tokens() {
 
 #[tokio::test]
 async fn upstream_429_opens_a_cooldown_in_its_scope() {
-    let up = OrderUpstream::start().await;
-    let gw = TestGateway::with(
-        &up.base_url,
+    let Warmed {
+        up,
+        gw,
+        order: stale_order,
+    } = Warmed::start(
         &[
             ("cache.ttl", "100ms"),
             ("cache.stale_while_revalidate", "0s"),
         ],
+        TOKEN,
     )
     .await;
-    let stale_order = new_order();
-    assert_eq!(
-        get(&gw, &stale_order, "Bearer t").await.status,
-        StatusCode::OK
-    );
     tokio::time::sleep(Duration::from_millis(150)).await;
 
     up.set_mode(Mode::Status(429));
     up.add_header("retry-after", "4");
-    let drawn = get(&gw, &new_order(), "Bearer t").await;
+    let drawn = get(&gw.order_url(&new_order()), &[AUTH]).await;
     // The request that drew the 429 gets it as received.
     assert_eq!(drawn.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(drawn.header("retry-after"), Some("4"));
@@ -144,32 +144,27 @@ async fn upstream_429_opens_a_cooldown_in_its_scope() {
 
     // During the cooldown: a cold key gets a local 429, the upstream is not contacted...
     let cold_order = new_order();
-    let local = get(&gw, &cold_order, "Bearer t").await;
+    let local = get(&gw.order_url(&cold_order), &[AUTH]).await;
     assert_eq!(local.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(local.json()["errorName"], "UpstreamThrottled");
     let wait = retry_after(&local);
     assert!((1..=4).contains(&wait), "{wait}");
     // ...also for an order request that would bypass the cache...
-    let anonymous = get(&gw, &new_order(), "").await;
+    let anonymous = get(&gw.order_url(&new_order()), &[]).await;
     assert_eq!(anonymous.json()["errorName"], "UpstreamThrottled");
     // ...an expired entry is served stale...
-    let stale = get(&gw, &stale_order, "Bearer t").await;
+    let stale = get(&gw.order_url(&stale_order), &[AUTH]).await;
     assert_eq!(stale.status, StatusCode::OK);
     assert_eq!(stale.header("x-cache"), Some("STALE"));
     assert_eq!(up.hits(), hits);
     // ...and forwarded (non-order) requests are not affected.
-    let other = TestClient::http1()
-        .get(
-            &gw.url("/v1/customers/x/subscriptions"),
-            &[("authorization", "Bearer t")],
-        )
-        .await;
+    let other = get(&gw.url("/v1/customers/x/subscriptions"), &[AUTH]).await;
     assert_eq!(other.status, StatusCode::OK);
     assert_eq!(up.hits(), hits + 1);
 
     // After the cooldown the upstream is used again.
     tokio::time::sleep(Duration::from_millis(4100)).await;
-    let after = get(&gw, &cold_order, "Bearer t").await;
+    let after = get(&gw.order_url(&cold_order), &[AUTH]).await;
     assert_eq!(after.status, StatusCode::OK);
     assert_eq!(after.header("x-cache"), Some("MISS"));
     assert_eq!(up.hits(), hits + 2);
@@ -184,10 +179,10 @@ async fn http_date_retry_after_sets_the_cooldown() {
     let at = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(4));
     up.add_header("retry-after", &at);
     assert_eq!(
-        get(&gw, &new_order(), "Bearer t").await.status,
+        get(&gw.order_url(&new_order()), &[AUTH]).await.status,
         StatusCode::TOO_MANY_REQUESTS
     );
-    let local = get(&gw, &new_order(), "Bearer t").await;
+    let local = get(&gw.order_url(&new_order()), &[AUTH]).await;
     assert_eq!(local.json()["errorName"], "UpstreamThrottled");
     let wait = retry_after(&local);
     assert!((2..=4).contains(&wait), "{wait}");
@@ -211,12 +206,12 @@ async fn credential_scope_keeps_tokens_apart() {
         let started = Instant::now();
         for _ in 0..2 {
             assert_eq!(
-                get(&gw, &new_order(), "Bearer a").await.status,
+                get(&gw.order_url(&new_order()), &[AUTH_A]).await.status,
                 StatusCode::OK
             );
         }
-        let a = get(&gw, &new_order(), "Bearer a").await;
-        let b = get(&gw, &new_order(), "Bearer b").await;
+        let a = get(&gw.order_url(&new_order()), &[AUTH_A]).await;
+        let b = get(&gw.order_url(&new_order()), &[AUTH_B]).await;
         let fast = started.elapsed() < Duration::from_millis(900);
         if fast {
             assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
@@ -236,13 +231,13 @@ async fn cooldowns_are_per_credential_in_credential_scope() {
     up.set_mode(Mode::Status(429));
     up.add_header("retry-after", "30");
     assert_eq!(
-        get(&gw, &new_order(), "Bearer a").await.status,
+        get(&gw.order_url(&new_order()), &[AUTH_A]).await.status,
         StatusCode::TOO_MANY_REQUESTS
     );
     up.set_mode(Mode::Normal);
-    let a = get(&gw, &new_order(), "Bearer a").await;
+    let a = get(&gw.order_url(&new_order()), &[AUTH_A]).await;
     assert_eq!(a.json()["errorName"], "UpstreamThrottled");
-    let b = get(&gw, &new_order(), "Bearer b").await;
+    let b = get(&gw.order_url(&new_order()), &[AUTH_B]).await;
     assert_eq!(b.status, StatusCode::OK);
     gw.stop().await;
 }
@@ -260,7 +255,7 @@ async fn max_in_flight_bounds_upstream_concurrency() {
     )
     .await;
     let urls = (0..10).map(|_| gw.order_url(&new_order())).collect();
-    for reply in concurrent_gets(urls, &[("authorization", "Bearer t")]).await {
+    for reply in concurrent_gets(urls, &[AUTH]).await {
         assert_eq!(reply.status, StatusCode::OK);
     }
     assert_eq!(up.hits(), 10);
@@ -280,9 +275,9 @@ async fn waiting_longer_than_queue_timeout_is_a_429() {
     )
     .await;
     let url = gw.url("/v1/slow");
-    let first = tokio::spawn(async move { TestClient::http1().get(&url, &[]).await });
+    let first = tokio::spawn(async move { get(&url, &[]).await });
     held.arrived().await;
-    let second = get(&gw, &new_order(), "Bearer t").await;
+    let second = get(&gw.order_url(&new_order()), &[AUTH]).await;
     assert_eq!(second.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(second.json()["errorName"], "GatewayRateLimited");
     assert!(retry_after(&second) >= 1);

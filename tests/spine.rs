@@ -1,11 +1,18 @@
 //! The spine from outside: forwarding, correlation, routing errors, limits, h2c, admin, drain.
 
-mod common;
+mod common {
+    pub mod gateway;
+    pub mod held;
+    pub mod http;
+    pub mod ids;
+    pub mod paths;
+    pub mod wait;
+}
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::*;
+use common::{gateway::*, held::*, http::*, ids::*, paths::*, wait::*};
 use http::{Method, StatusCode};
 use httpmock::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -52,24 +59,22 @@ async fn forwards_status_headers_and_body_both_ways() {
         })
         .await;
     let gw = TestGateway::with(&upstream.base_url(), &[]).await;
-    let client = TestClient::http1();
 
-    let reply = client
-        .send(
-            Method::POST,
-            &gw.url("/v1/customers/c1/carts?a=b"),
-            &[
-                ("authorization", "Bearer token-1"),
-                ("x-end-to-end", "kept"),
-                ("connection", "x-hop"),
-                ("x-hop", "dropped"),
-                ("keep-alive", "timeout=1"),
-                ("te", "trailers"),
-                ("proxy-connection", "keep-alive"),
-            ],
-            "{\"q\":1}",
-        )
-        .await;
+    let reply = send(
+        Method::POST,
+        &gw.url("/v1/customers/c1/carts?a=b"),
+        &[
+            ("authorization", "Bearer token-1"),
+            ("x-end-to-end", "kept"),
+            ("connection", "x-hop"),
+            ("x-hop", "dropped"),
+            ("keep-alive", "timeout=1"),
+            ("te", "trailers"),
+            ("proxy-connection", "keep-alive"),
+        ],
+        "{\"q\":1}",
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
     assert_eq!(reply.body, Bytes::from("{\"created\":true}"));
     assert_eq!(reply.header("x-upstream"), Some("yes"));
@@ -81,14 +86,12 @@ async fn forwards_status_headers_and_body_both_ways() {
     assert_eq!(reply.header("keep-alive"), None);
     created.assert_calls_async(1).await;
 
-    let reply = client.get(&gw.url("/v1/missing"), &[]).await;
+    let reply = get(&gw.url("/v1/missing"), &[]).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(reply.body, Bytes::from("nope"));
     missing.assert_calls_async(1).await;
 
-    let reply = client
-        .send(Method::DELETE, &gw.url("/v1/broken"), &[], Bytes::new())
-        .await;
+    let reply = send(Method::DELETE, &gw.url("/v1/broken"), &[], Bytes::new()).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(reply.body, Bytes::from("boom"));
     broken.assert_calls_async(1).await;
@@ -105,9 +108,7 @@ async fn base_url_path_prefix_is_prepended() {
         })
         .await;
     let gw = TestGateway::with(&format!("{}/pc/", upstream.base_url()), &[]).await;
-    let reply = TestClient::http1()
-        .get(&gw.url("/v1/profiles/x"), &[])
-        .await;
+    let reply = get(&gw.url("/v1/profiles/x"), &[]).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body, Bytes::from("prefixed"));
     mock.assert_calls_async(1).await;
@@ -136,22 +137,18 @@ async fn correlation_ids_are_generated_kept_or_replaced_and_sent_upstream() {
         })
         .await;
     let gw = TestGateway::with(&upstream.base_url(), &[]).await;
-    let client = TestClient::http1();
 
-    let reply = client
-        .get(
-            &gw.url("/kept"),
-            &[("ms-correlationid", GUID_A), ("ms-requestid", GUID_B)],
-        )
-        .await;
+    let reply = get(
+        &gw.url("/kept"),
+        &[("ms-correlationid", GUID_A), ("ms-requestid", GUID_B)],
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.header("ms-correlationid"), Some(GUID_A));
     assert_eq!(reply.header("ms-requestid"), Some(GUID_B));
     kept.assert_calls_async(1).await;
 
-    let reply = client
-        .get(&gw.url("/generated"), &[("ms-requestid", "not-a-guid")])
-        .await;
+    let reply = get(&gw.url("/generated"), &[("ms-requestid", "not-a-guid")]).await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
     let corr = reply.header("ms-correlationid").expect("correlation id");
     let req = reply.header("ms-requestid").expect("request id");
@@ -171,15 +168,12 @@ async fn invalid_order_ids_get_400_with_ids_and_no_upstream_traffic() {
         })
         .await;
     let gw = TestGateway::with(&upstream.base_url(), &[]).await;
-    let client = TestClient::http1();
     for path in [
-        format!("/v1/customers/not-a-guid/orders/{ORDER}"),
-        format!("/v1/customers/{CUSTOMER}/orders/{{{ORDER}}}"),
-        format!("/v1/customers/{CUSTOMER}/orders/{}", ORDER.replace('-', "")),
+        order_path("not-a-guid", GUID_B),
+        order_path(GUID_A, &format!("{{{GUID_B}}}")),
+        order_path(GUID_A, &GUID_B.replace('-', "")),
     ] {
-        let reply = client
-            .get(&gw.url(&path), &[("ms-correlationid", GUID_A)])
-            .await;
+        let reply = get(&gw.url(&path), &[("ms-correlationid", GUID_A)]).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}");
         assert_eq!(reply.header("content-type"), Some("application/json"));
         assert_eq!(reply.header("ms-correlationid"), Some(GUID_A));
@@ -208,9 +202,7 @@ async fn five_megabytes_stream_through_both_ways_intact() {
         })
         .await;
     let gw = TestGateway::with(&upstream.base_url(), &[]).await;
-    let reply = TestClient::http1()
-        .send(Method::POST, &gw.url("/upload"), &[], big.clone())
-        .await;
+    let reply = send(Method::POST, &gw.url("/upload"), &[], big.clone()).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body.len(), big.len());
     assert!(reply.body == big.as_bytes());
@@ -276,6 +268,7 @@ async fn response_bodies_stream_before_the_upstream_finishes() {
 
 #[tokio::test]
 async fn h2c_prior_knowledge_is_served() {
+    use http_body_util::BodyExt;
     let upstream = MockServer::start_async().await;
     let mock = upstream
         .mock_async(|when, then| {
@@ -284,11 +277,25 @@ async fn h2c_prior_knowledge_is_served() {
         })
         .await;
     let gw = TestGateway::with(&upstream.base_url(), &[]).await;
-    let reply = TestClient::h2c().get(&gw.url("/v1/h2"), &[]).await;
-    assert_eq!(reply.version, http::Version::HTTP_2);
-    assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(reply.body, Bytes::from("over h2c"));
-    assert!(reply.header("ms-correlationid").is_some());
+    // HTTP/2 with prior knowledge is what is under test here, so not `get` (HTTP/1.1).
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let response = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.get(gw.url("/v1/h2").parse().expect("uri")),
+    )
+    .await
+    .expect("response in time")
+    .expect("response");
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response
+        .headers()
+        .get("ms-correlationid")
+        .is_some_and(|v| v.to_str().is_ok()));
+    let body = response.into_body().collect().await.expect("body");
+    assert_eq!(body.to_bytes(), Bytes::from("over h2c"));
     mock.assert_calls_async(1).await;
     gw.stop().await;
 }
@@ -304,9 +311,7 @@ async fn closed_port() -> String {
 #[tokio::test]
 async fn refused_upstream_is_a_502_json_with_ids() {
     let gw = TestGateway::with(&closed_port().await, &[]).await;
-    let reply = TestClient::http1()
-        .get(&gw.url("/v1/anything"), &[("ms-requestid", GUID_B)])
-        .await;
+    let reply = get(&gw.url("/v1/anything"), &[("ms-requestid", GUID_B)]).await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     assert_eq!(reply.header("ms-requestid"), Some(GUID_B));
     assert_eq!(reply.json()["errorName"], "UpstreamUnavailable");
@@ -340,7 +345,7 @@ async fn connect_timeout_is_a_502() {
     )
     .await;
     let started = Instant::now();
-    let reply = TestClient::http1().get(&gw.url("/v1/x"), &[]).await;
+    let reply = get(&gw.url("/v1/x"), &[]).await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{:?}", reply.body);
     assert_eq!(reply.json()["errorName"], "UpstreamUnavailable");
     assert!(started.elapsed() < Duration::from_secs(15));
@@ -362,9 +367,7 @@ async fn slow_upstream_is_a_504_json() {
         &[("upstream.request_timeout", "300ms")],
     )
     .await;
-    let reply = TestClient::http1()
-        .get(&gw.url("/slow"), &[("ms-correlationid", GUID_A)])
-        .await;
+    let reply = get(&gw.url("/slow"), &[("ms-correlationid", GUID_A)]).await;
     assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(reply.json()["errorName"], "UpstreamTimeout");
     assert_eq!(reply.header("ms-correlationid"), Some(GUID_A));
@@ -409,7 +412,7 @@ async fn oversized_heads_get_431_and_garbage_closes_but_serving_goes_on() {
         "{text:?}"
     );
 
-    let reply = TestClient::http1().get(&gw.url("/after"), &[]).await;
+    let reply = get(&gw.url("/after"), &[]).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body, Bytes::from("still here"));
     ok.assert_calls_async(1).await;
@@ -453,16 +456,15 @@ async fn admin_probes_on_their_own_port() {
         })
         .await;
     let gw = TestGateway::with(&upstream.base_url(), &[]).await;
-    let client = TestClient::http1();
-    let health = client.get(&gw.admin_url("/healthz"), &[]).await;
+    let health = get(&gw.admin_url("/healthz"), &[]).await;
     assert_eq!(health.status, StatusCode::OK);
     assert_eq!(health.header("cache-control"), Some("no-store"));
-    let ready = client.get(&gw.admin_url("/readyz"), &[]).await;
+    let ready = get(&gw.admin_url("/readyz"), &[]).await;
     assert_eq!(ready.status, StatusCode::OK);
-    let unknown = client.get(&gw.admin_url("/nope"), &[]).await;
+    let unknown = get(&gw.admin_url("/nope"), &[]).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     // The front port forwards /healthz like any path: admin is not reachable there.
-    let front = client.get(&gw.url("/healthz"), &[]).await;
+    let front = get(&gw.url("/healthz"), &[]).await;
     assert_eq!(front.status.as_u16(), 299);
     front_healthz.assert_calls_async(1).await;
     gw.stop().await;
@@ -473,15 +475,13 @@ async fn shutdown_drains_in_flight_requests_and_readyz_turns_503() {
     let held = HeldUpstream::start().await;
     let mut gw = TestGateway::with(&held.base_url, &[("server.shutdown_grace", "10s")]).await;
     let url = gw.url("/slow");
-    let in_flight = tokio::spawn(async move { TestClient::http1().get(&url, &[]).await });
+    let in_flight = tokio::spawn(async move { get(&url, &[]).await });
     held.arrived().await;
     gw.trigger_shutdown();
     let admin = gw.admin_url("/readyz");
     eventually(Duration::from_secs(5), || {
         let admin = admin.clone();
-        async move {
-            TestClient::http1().get(&admin, &[]).await.status == StatusCode::SERVICE_UNAVAILABLE
-        }
+        async move { get(&admin, &[]).await.status == StatusCode::SERVICE_UNAVAILABLE }
     })
     .await;
     // New connections are refused once draining began.
@@ -499,11 +499,7 @@ async fn shutdown_grace_bounds_the_drain() {
     let mut gw = TestGateway::with(&held.base_url, &[("server.shutdown_grace", "300ms")]).await;
     let url = gw.url("/slow");
     let in_flight = tokio::spawn(async move {
-        let client = TestClient::http1();
-        tokio::time::timeout(Duration::from_secs(20), async move {
-            client.get(&url, &[]).await
-        })
-        .await
+        tokio::time::timeout(Duration::from_secs(20), async move { get(&url, &[]).await }).await
     });
     held.arrived().await;
     let started = Instant::now();

@@ -1,6 +1,9 @@
 //! https upstreams: trusted through `upstream.ca_file`, refused without it, HTTP/2 by ALPN.
 
-mod common;
+mod common {
+    pub mod gateway;
+    pub mod http;
+}
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr};
@@ -8,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::*;
+use common::{gateway::*, http::*};
 use http::StatusCode;
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -84,7 +87,7 @@ async fn tls_upstream() -> (String, PathBuf) {
 async fn https_upstream_trusted_through_ca_file_speaks_h2() {
     let (base, ca) = tls_upstream().await;
     let gw = TestGateway::with(&base, &[("upstream.ca_file", ca.to_str().expect("path"))]).await;
-    let reply = TestClient::http1().get(&gw.url("/v1/secure"), &[]).await;
+    let reply = get(&gw.url("/v1/secure"), &[]).await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     assert_eq!(reply.body, Bytes::from("secure HTTP/2.0 /v1/secure"));
     gw.stop().await;
@@ -95,7 +98,7 @@ async fn https_upstream_trusted_through_ca_file_speaks_h2() {
 async fn https_upstream_without_its_ca_is_a_502() {
     let (base, ca) = tls_upstream().await;
     let gw = TestGateway::with(&base, &[]).await;
-    let reply = TestClient::http1().get(&gw.url("/v1/secure"), &[]).await;
+    let reply = get(&gw.url("/v1/secure"), &[]).await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     assert_eq!(reply.json()["errorName"], "UpstreamUnavailable");
     gw.stop().await;

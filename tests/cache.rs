@@ -762,3 +762,49 @@ async fn the_cache_stays_within_max_bytes() {
     assert!(entries > 0 && entries < 60, "{entries} entries");
     gw.stop().await;
 }
+
+/// SPEC §2: `cache.max_bytes` alone is a valid configuration; the smaller of it and
+/// `cache.max_entry_bytes` is the body limit in force.
+#[tokio::test]
+async fn max_bytes_alone_starts_and_is_the_entry_limit() {
+    let upstream = MockServer::start_async().await;
+    let gw = TestGateway::with(&upstream.base_url(), &[("cache.max_bytes", "8192")]).await;
+    let (small, big) = (new_order(), new_order());
+    let body = |order: &str, pad: usize| {
+        format!(
+            r#"{{"id":"{order}","attributes":{{"etag":"e1"}},"pad":"{}"}}"#,
+            "x".repeat(pad)
+        )
+    };
+    let mut mocks = Vec::new();
+    for (order, pad) in [(&small, 100), (&big, 9000)] {
+        let text = body(order, pad);
+        let mock = upstream
+            .mock_async(|when, then| {
+                when.method(GET).path(order_path(CUSTOMER, order));
+                then.status(200)
+                    .header("content-type", "application/json")
+                    .body(text.as_str());
+            })
+            .await;
+        mocks.push(mock);
+    }
+    let states = |order: &String| {
+        let url = gw.order_url(order);
+        async move {
+            let mut seen = Vec::new();
+            for _ in 0..2 {
+                let reply = get(&url, &[("authorization", TOKEN_A)]).await;
+                assert_eq!(reply.status, StatusCode::OK);
+                seen.push(state(&reply).to_owned());
+            }
+            seen
+        }
+    };
+    assert_eq!(states(&small).await, ["MISS", "HIT"]);
+    // Over 8192 bytes (under the default max_entry_bytes of 1 MiB): passed through, not stored.
+    assert_eq!(states(&big).await, ["MISS", "MISS"]);
+    mocks[0].assert_calls_async(1).await;
+    mocks[1].assert_calls_async(2).await;
+    gw.stop().await;
+}

@@ -49,25 +49,20 @@ pub async fn bind(config: Config) -> Result<Bound, StartError> {
     let front_addr = config.server.listen;
     let admin_addr = config.admin.listen;
     let gateway = Gateway::new(config)?;
-    let front = TcpListener::bind(front_addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            key: "server.listen",
-            addr: front_addr,
-            source,
-        })?;
-    let admin = TcpListener::bind(admin_addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            key: "admin.listen",
-            addr: admin_addr,
-            source,
-        })?;
+    let front = listen("server.listen", front_addr).await?;
+    let admin = listen("admin.listen", admin_addr).await?;
     Ok(Bound {
         gateway,
         front,
         admin,
     })
+}
+
+/// Binds one listener; an error names the config key of the address.
+async fn listen(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { key, addr, source })
 }
 
 impl Bound {

@@ -11,11 +11,27 @@ use crate::body::Body;
 use crate::front::correlation::Correlation;
 use crate::front::route::IdField;
 
-/// An answer the gateway makes itself instead of the upstream's.
+/// An answer the gateway makes itself instead of the upstream's. Its `Display` is the detail
+/// for the request's log line (field `error`); what the client reads is
+/// [`GatewayError::description`], which names no internal detail (SPEC §7).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
     #[error("the {} in the path is not a GUID", .0.name())]
     InvalidIdentifier(IdField),
+    #[error("the path has an empty or dot segment, or an encoded '/' or '.'")]
+    InvalidPath,
+    #[error("the request carries more than one Authorization field")]
+    InvalidAuthorization,
+    #[error("the method {0} is not allowed through the gateway")]
+    MethodNotAllowed(http::Method),
+    #[error("the request body stalled for longer than the body read timeout")]
+    RequestTimeout,
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    #[error("the admin token is missing or wrong")]
+    AdminUnauthorized,
+    #[error("admin purges are accepted only from loopback while no admin token is set")]
+    AdminForbidden,
     #[error("the gateway's upstream budget is exhausted; retry after {retry_after} s")]
     GatewayRateLimited { retry_after: u64 },
     #[error("the upstream is throttling these calls; retry after {retry_after} s")]
@@ -35,6 +51,17 @@ impl GatewayError {
     pub fn status_and_name(&self) -> (StatusCode, &'static str) {
         match self {
             GatewayError::InvalidIdentifier(_) => (StatusCode::BAD_REQUEST, "InvalidIdentifier"),
+            GatewayError::InvalidPath => (StatusCode::BAD_REQUEST, "InvalidPath"),
+            GatewayError::InvalidAuthorization => (StatusCode::BAD_REQUEST, "InvalidAuthorization"),
+            GatewayError::MethodNotAllowed(_) => {
+                (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed")
+            }
+            GatewayError::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "RequestTimeout"),
+            GatewayError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge")
+            }
+            GatewayError::AdminUnauthorized => (StatusCode::UNAUTHORIZED, "AdminUnauthorized"),
+            GatewayError::AdminForbidden => (StatusCode::FORBIDDEN, "AdminForbidden"),
             GatewayError::GatewayRateLimited { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "GatewayRateLimited")
             }
@@ -47,6 +74,17 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "UpstreamTimeout"),
             GatewayError::NotCached => (StatusCode::GATEWAY_TIMEOUT, "NotCached"),
             GatewayError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+        }
+    }
+
+    /// What the client reads: the log detail, less anything internal (an OS error, a
+    /// certificate problem, an upstream address).
+    pub fn description(&self) -> String {
+        match self {
+            GatewayError::UpstreamUnavailable(_) => {
+                "the upstream could not be reached or answered badly".to_owned()
+            }
+            other => other.to_string(),
         }
     }
 
@@ -63,7 +101,7 @@ impl GatewayError {
         let (status, name) = self.status_and_name();
         let body = serde_json::json!({
             "code": status.as_u16(),
-            "description": self.to_string(),
+            "description": self.description(),
             "errorName": name,
             "data": [],
             "source": "partner-gateway",

@@ -40,7 +40,7 @@ fn gateway_command(args: &[&str], env: &[(&str, &str)]) -> Command {
 fn check_config_prints_effective_toml_that_loads_back() {
     let file = temp_file(
         "good.toml",
-        "[cache]\nttl = \"45s\"\n[upstream]\nbase_url = \"https://svc:hunter2@example.test/pc\"\n",
+        "[cache]\nttl = \"45s\"\n[upstream]\nbase_url = \"https://example.test/pc\"\n[admin]\ntoken = \"hunter2\"\n",
     );
     let out = gateway_command(
         &["check-config", "--config", file.to_str().expect("path")],
@@ -59,9 +59,10 @@ fn check_config_prints_effective_toml_that_loads_back() {
     assert_eq!(table["cache"]["partition"].as_str(), Some("shared"));
     assert_eq!(table["server"]["listen"].as_str(), Some("127.0.0.1:8080"));
     assert!(!stdout.contains("hunter2"), "{stdout}");
+    assert_eq!(table["admin"]["token"].as_str(), Some("***"));
     assert_eq!(
         table["upstream"]["base_url"].as_str(),
-        Some("https://svc:***@example.test/pc")
+        Some("https://example.test/pc")
     );
 
     // The output is itself a valid config file that yields the same effective config.
@@ -89,6 +90,13 @@ fn check_config_rejects_bad_files_naming_the_key() {
             "upstream.base_url",
         ),
         ("[upstream]\nbogus = 1\n", "upstream.bogus"),
+        // SPEC §2: every duration is at most 365 days (5000 years used to pass here and then
+        // panic in the cache at `run`).
+        ("[cache]\nttl = \"5000years\"\n", "cache.ttl"),
+        (
+            "[upstream]\nbase_url = \"https://svc:hunter2@example.test\"\n",
+            "upstream.base_url",
+        ),
     ] {
         let file = temp_file("bad.toml", text);
         let out = gateway_command(
@@ -101,6 +109,21 @@ fn check_config_rejects_bad_files_naming_the_key() {
         assert!(out.stdout.is_empty(), "nothing on stdout for {text}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(key), "{text}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{text}: {stderr}");
+        // What check-config refuses, `run` refuses too, before binding (SPEC §2 parity).
+        // Ports 0 where the file does not set them, so a wrongly accepted file binds nothing
+        // fixed; bounded, so it cannot hang the suite.
+        let mut env = vec![("PARTNER_GATEWAY__ADMIN__LISTEN", "127.0.0.1:0")];
+        if key != "server.listen" {
+            env.push(("PARTNER_GATEWAY__SERVER__LISTEN", "127.0.0.1:0"));
+        }
+        let mut run = gateway_command(&["run", "--config", file.to_str().expect("p")], &env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run");
+        let status = wait_bounded(&mut run, Duration::from_secs(20));
+        assert_eq!(status.code(), Some(1), "run with {text}");
         let _ = std::fs::remove_file(file);
     }
 }

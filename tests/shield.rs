@@ -126,6 +126,8 @@ async fn upstream_429_opens_a_cooldown_in_its_scope() {
         &[
             ("cache.ttl", "100ms"),
             ("cache.stale_while_revalidate", "0s"),
+            // One scope for every caller, so the anonymous request below shares it.
+            ("upstream.rate_limit_scope", "global"),
         ],
         TOKEN,
     )
@@ -225,9 +227,11 @@ async fn credential_scope_keeps_tokens_apart() {
 }
 
 #[tokio::test]
-async fn cooldowns_are_per_credential_in_credential_scope() {
+async fn cooldowns_are_per_credential_by_default() {
     let up = OrderUpstream::start().await;
-    let gw = TestGateway::with(&up.base_url, &[("upstream.rate_limit_scope", "credential")]).await;
+    // No scope set: SPEC §6 makes `credential` the default, so one caller's 429 never stops
+    // another tenant (or callers without Authorization).
+    let gw = TestGateway::with(&up.base_url, &[]).await;
     up.set_mode(Mode::Status(429));
     up.add_header("retry-after", "30");
     assert_eq!(
@@ -239,6 +243,8 @@ async fn cooldowns_are_per_credential_in_credential_scope() {
     assert_eq!(a.json()["errorName"], "UpstreamThrottled");
     let b = get(&gw.order_url(&new_order()), &[AUTH_B]).await;
     assert_eq!(b.status, StatusCode::OK);
+    let anonymous = get(&gw.order_url(&new_order()), &[]).await;
+    assert_eq!(anonymous.status, StatusCode::OK);
     gw.stop().await;
 }
 

@@ -314,7 +314,13 @@ async fn refused_upstream_is_a_502_json_with_ids() {
     let reply = get(&gw.url("/v1/anything"), &[("ms-requestid", GUID_B)]).await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     assert_eq!(reply.header("ms-requestid"), Some(GUID_B));
-    assert_eq!(reply.json()["errorName"], "UpstreamUnavailable");
+    let json = reply.json();
+    assert_eq!(json["errorName"], "UpstreamUnavailable");
+    // SPEC §7: no OS error and no upstream address in what the client reads.
+    let description = json["description"].as_str().expect("description");
+    for internal in ["os error", "refused", "127.0.0.1", "tcp"] {
+        assert!(!description.contains(internal), "{description}");
+    }
     gw.stop().await;
 }
 

@@ -100,7 +100,13 @@ async fn https_upstream_without_its_ca_is_a_502() {
     let gw = TestGateway::with(&base, &[]).await;
     let reply = get(&gw.url("/v1/secure"), &[]).await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
-    assert_eq!(reply.json()["errorName"], "UpstreamUnavailable");
+    let json = reply.json();
+    assert_eq!(json["errorName"], "UpstreamUnavailable");
+    // SPEC §7: no certificate problem in what the client reads (the log line has it).
+    let description = json["description"].as_str().expect("description");
+    for internal in ["Issuer", "certificate", "Certificate", "127.0.0.1"] {
+        assert!(!description.contains(internal), "{description}");
+    }
     gw.stop().await;
     let _ = std::fs::remove_file(ca);
 }

@@ -73,6 +73,13 @@ pub struct ServerConfig {
     /// Drain time after SIGTERM/SIGINT.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Open front connections at most; further ones wait in the listen backlog (SPEC §14).
+    pub max_connections: usize,
+    /// A request body that sends no byte for this long ends the request (SPEC §14).
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Larger request bodies get `413 PayloadTooLarge` (SPEC §14).
+    pub max_body_bytes: u64,
 }
 
 /// `[admin]`: health, metrics and cache admin.
@@ -80,6 +87,10 @@ pub struct ServerConfig {
 pub struct AdminConfig {
     /// Address the admin listener binds (never the front one).
     pub listen: SocketAddr,
+    /// Bearer token the purge endpoints require; empty: purges only from loopback peers
+    /// (SPEC §8). Printed masked.
+    #[serde(serialize_with = "print::masked_secret")]
+    pub token: String,
 }
 
 /// `[upstream]`: where requests go and the shield in front of it.
@@ -103,6 +114,9 @@ pub struct UpstreamConfig {
     /// Limit for the upstream exchange up to the response head.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// A forwarded response body that sends no byte for this long is cut off (SPEC §14).
+    #[serde(with = "humantime_serde")]
+    pub body_idle_timeout: Duration,
     /// Extra trusted roots file, as written (`None` for none).
     #[serde(serialize_with = "print::path_or_empty")]
     pub ca_file: Option<PathBuf>,
@@ -255,12 +269,17 @@ mod tests {
         assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
         assert_eq!(c.server.max_header_bytes, 65536);
         assert_eq!(c.server.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(c.server.max_connections, 10_000);
+        assert_eq!(c.server.body_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.max_body_bytes, 10_485_760);
         assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9901");
+        assert_eq!(c.admin.token, "");
         assert_eq!(c.upstream.scheme, Scheme::HTTPS);
         assert_eq!(c.upstream.authority, "api.partnercenter.microsoft.com");
         assert_eq!(c.upstream.path_prefix, "");
         assert_eq!(c.upstream.connect_timeout, Duration::from_secs(2));
         assert_eq!(c.upstream.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.upstream.body_idle_timeout, Duration::from_secs(30));
         assert!(c.upstream.ca_file.is_none());
         assert_eq!(c.upstream.pool_idle_timeout, Duration::from_secs(90));
         assert_eq!(c.upstream.pool_max_idle_per_host, 64);
@@ -268,7 +287,7 @@ mod tests {
         assert_eq!(c.upstream.queue_timeout, Duration::from_secs(1));
         assert_eq!(c.upstream.rate_limit_rps, 0);
         assert_eq!(c.upstream.rate_limit_burst, 0);
-        assert_eq!(c.upstream.rate_limit_scope, Scope::Global);
+        assert_eq!(c.upstream.rate_limit_scope, Scope::Credential);
         assert!(c.cache.enabled);
         assert_eq!(c.cache.max_bytes, 268_435_456);
         assert_eq!(c.cache.max_entry_bytes, 1_048_576);

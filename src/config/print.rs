@@ -24,6 +24,12 @@ pub(super) fn masked_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Err
     s.serialize_str(&mask_password(url))
 }
 
+/// Prints a secret as `***` when it is set (and as `""` when it is not, so the printed file
+/// says whether one is needed).
+pub(super) fn masked_secret<S: Serializer>(secret: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if secret.is_empty() { "" } else { "***" })
+}
+
 /// Prints an optional path the way it is written: `""` for none.
 pub(super) fn path_or_empty<S: Serializer>(
     path: &Option<PathBuf>,
@@ -42,16 +48,25 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn user_info_is_kept_out_of_requests_and_masked() {
-        let c = load_env(&[(
+    fn user_info_in_the_base_url_is_refused_and_secrets_are_masked() {
+        let err = load_env(&[(
             "PARTNER_GATEWAY__UPSTREAM__BASE_URL",
             "https://svc:s3cret@example.test/x",
         )])
-        .expect("valid");
-        assert_eq!(c.upstream.authority, "example.test");
+        .expect_err("user info");
+        let text = err.to_string();
+        assert!(text.contains("upstream.base_url"), "{text}");
+        assert!(text.contains("user info"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+        let c = load_env(&[("PARTNER_GATEWAY__ADMIN__TOKEN", "t0ken-value")]).expect("valid");
         let toml = c.to_toml().expect("toml");
-        assert!(!toml.contains("s3cret"), "{toml}");
-        assert!(toml.contains("https://svc:***@example.test/x"), "{toml}");
+        assert!(!toml.contains("t0ken-value"), "{toml}");
+        assert!(toml.contains("token = \"***\""), "{toml}");
+        let unset = Config::defaults()
+            .expect("defaults")
+            .to_toml()
+            .expect("toml");
+        assert!(unset.contains("token = \"\""), "{unset}");
     }
 
     #[test]

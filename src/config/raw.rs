@@ -35,34 +35,41 @@ pub struct RawConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RawServer {
     pub listen: String,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "bounded")]
     pub header_read_timeout: Duration,
     pub max_header_bytes: u64,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "bounded")]
     pub shutdown_grace: Duration,
+    pub max_connections: u64,
+    #[serde(with = "bounded")]
+    pub body_read_timeout: Duration,
+    pub max_body_bytes: u64,
 }
 
 /// `[admin]` as written.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RawAdmin {
     pub listen: String,
+    pub token: String,
 }
 
 /// `[upstream]` as written.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RawUpstream {
     pub base_url: String,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "bounded")]
     pub connect_timeout: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "bounded")]
     pub request_timeout: Duration,
+    #[serde(with = "bounded")]
+    pub body_idle_timeout: Duration,
     #[serde(default)]
     pub ca_file: String,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "bounded")]
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: u64,
     pub max_in_flight: u64,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "bounded")]
     pub queue_timeout: Duration,
     pub rate_limit_rps: u64,
     pub rate_limit_burst: u64,
@@ -76,13 +83,13 @@ pub struct RawCache {
     pub enabled: bool,
     pub max_bytes: u64,
     pub max_entry_bytes: u64,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "bounded")]
     pub ttl: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "bounded")]
     pub stale_while_revalidate: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "bounded")]
     pub stale_if_error: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "bounded")]
     pub negative_ttl: Duration,
     #[serde(deserialize_with = "by_name")]
     pub partition: Partition,
@@ -107,6 +114,36 @@ where
     let name = String::deserialize(deserializer)?;
     T::deserialize(name.as_str().into_deserializer())
         .map_err(|e: serde::de::value::Error| serde::de::Error::custom(e))
+}
+
+/// Durations as humantime strings, at most [`bounded::MAX`] (SPEC §2): one bound for every
+/// duration key, so no value can overflow a timer or a cache's expiry later.
+pub(super) mod bounded {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// The longest duration any key accepts: 365 days.
+    pub const MAX: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+    /// Reads a humantime duration and refuses one longer than [`MAX`].
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        let value = humantime::parse_duration(text.trim()).map_err(|e| {
+            serde::de::Error::custom(format!("{text:?} is not a duration like \"30s\" ({e})"))
+        })?;
+        if value > MAX {
+            return Err(serde::de::Error::custom(format!(
+                "{text:?} is longer than the most any duration may be, 365 days"
+            )));
+        }
+        Ok(value)
+    }
+
+    /// Writes a duration the way humantime reads it back.
+    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        humantime_serde::serialize(value, s)
+    }
 }
 
 impl RawConfig {
@@ -253,7 +290,19 @@ mod tests {
     #[test]
     fn unreadable_values_name_the_key() {
         for (var, value, key, says) in [
-            ("CACHE__TTL", "soon", "cache.ttl", "expected a duration"),
+            ("CACHE__TTL", "soon", "cache.ttl", "is not a duration"),
+            (
+                "CACHE__TTL",
+                "5000years",
+                "cache.ttl",
+                "longer than the most any duration may be, 365 days",
+            ),
+            (
+                "SERVER__BODY_READ_TIMEOUT",
+                "366days",
+                "server.body_read_timeout",
+                "365 days",
+            ),
             (
                 "SERVER__MAX_HEADER_BYTES",
                 "lots",

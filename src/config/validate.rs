@@ -36,9 +36,13 @@ impl TryFrom<RawConfig> for Config {
             header_read_timeout: positive("server.header_read_timeout", s.header_read_timeout)?,
             max_header_bytes: to_usize("server.max_header_bytes", s.max_header_bytes, 8192)?,
             shutdown_grace: s.shutdown_grace,
+            max_connections: to_usize("server.max_connections", s.max_connections, 1)?,
+            body_read_timeout: positive("server.body_read_timeout", s.body_read_timeout)?,
+            max_body_bytes: s.max_body_bytes,
         };
         let admin = AdminConfig {
             listen: socket_addr("admin.listen", &raw.admin.listen)?,
+            token: raw.admin.token,
         };
         if admin.listen == server.listen && server.listen.port() != 0 {
             return Err(invalid(
@@ -57,6 +61,7 @@ impl TryFrom<RawConfig> for Config {
             base_url: u.base_url,
             connect_timeout: positive("upstream.connect_timeout", u.connect_timeout)?,
             request_timeout: positive("upstream.request_timeout", u.request_timeout)?,
+            body_idle_timeout: positive("upstream.body_idle_timeout", u.body_idle_timeout)?,
             ca_file,
             extra_roots,
             pool_idle_timeout: u.pool_idle_timeout,
@@ -185,14 +190,16 @@ fn base_url(value: &str) -> Result<BaseUrl, ConfigError> {
     if uri.query().is_some() || value.contains('#') {
         return Err(invalid(KEY, "must not carry a query or fragment"));
     }
-    // User info is for display only; requests carry the client's own Authorization.
-    let host_port = authority.as_str().rsplit('@').next().unwrap_or_default();
-    let authority: Authority = host_port
-        .parse()
-        .map_err(|e| invalid(KEY, format!("bad host ({e})")))?;
+    // Requests carry the client's own Authorization; user info here would never be sent.
+    if authority.as_str().contains('@') {
+        return Err(invalid(
+            KEY,
+            "must not carry user info (it is never sent upstream; clients send their own Authorization)",
+        ));
+    }
     Ok(BaseUrl {
         scheme,
-        authority,
+        authority: authority.clone(),
         path_prefix: uri.path().trim_end_matches('/').to_owned(),
     })
 }

@@ -204,15 +204,17 @@ impl Gateway {
         result: Result<Response<Body>, GatewayError>,
     ) -> Response<Body> {
         let correlation = &exchanged.correlation;
-        let response = match result {
-            Ok(response) => response,
+        let (response, error) = match result {
+            Ok(response) => (response, None),
             Err(error) => {
                 if matches!(error, GatewayError::Internal) {
                     let _span = correlation.span().entered();
                     tracing::error!("request handler panicked; answered 500");
                 }
                 note.cache = None;
-                error.into_response(correlation)
+                // The detail stays in the log; the client's description names none (SPEC §7).
+                let detail = error.to_string();
+                (error.into_response(correlation), Some(detail))
             }
         };
         let elapsed = exchanged.started.elapsed();
@@ -222,7 +224,7 @@ impl Gateway {
             note.cache,
             elapsed,
         );
-        access_log(exchanged, &response, &note, elapsed);
+        access_log(exchanged, &response, &note, error.as_deref(), elapsed);
         response
     }
 
@@ -272,7 +274,13 @@ fn contain_panic_now<T>(
 }
 
 /// The one access line of SPEC §9. Never the query string, `Authorization` or a body.
-fn access_log(exchanged: &Exchanged, response: &Response<Body>, note: &Note, elapsed: Duration) {
+fn access_log(
+    exchanged: &Exchanged,
+    response: &Response<Body>,
+    note: &Note,
+    error: Option<&str>,
+    elapsed: Duration,
+) {
     tracing::info!(
         target: "partner_gateway::access",
         method = exchanged.method.as_str(),
@@ -282,6 +290,7 @@ fn access_log(exchanged: &Exchanged, response: &Response<Body>, note: &Note, ela
         cache = note.cache.map(CacheState::as_str),
         upstream_status = note.upstream_status,
         shield = note.shield.map(Refusal::as_str),
+        error,
         latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
         correlation_id = exchanged.correlation.correlation_str(),
         request_id = exchanged.correlation.request_str(),

@@ -38,6 +38,7 @@ const LAYERS: &[&str] = &[
     "front::correlation",
     "front::credential",
     "front::route",
+    "front::guid",
     "outcome",
     "body",
     "config",

@@ -3,15 +3,18 @@
 //! A key is the order (customer + order, lower-cased), the `X-Locale` value (absent is a value
 //! of its own) and the partition. In `credential` mode the partition is the caller's
 //! [`Fingerprint`] (a keyed hash): entries of two credentials can never meet, and the raw
-//! credential is never stored in the cache, not even inside the key.
+//! credential is never stored in the cache, not even inside the key. The key is made from the
+//! request as it goes upstream: a header that hop-by-hop stripping removes is not in it, so a
+//! cached answer is always the answer to the request that keyed it.
 
 use std::hash::{Hash, Hasher};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 
 use crate::config::Partition;
-use crate::front::credential::Fingerprint;
+use crate::front::credential::{is_blank, Fingerprint};
 use crate::front::route::{Guid, OrderRef};
+use crate::upstream::forward;
 
 /// Name of the locale header that selects the language of an answer.
 pub static X_LOCALE: HeaderName = HeaderName::from_static("x-locale");
@@ -63,6 +66,19 @@ pub enum Purge {
     All,
 }
 
+/// What a request is to the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keyed {
+    /// Eligible: its key.
+    Key(CacheKey),
+    /// Not eligible (no or an empty `Authorization`, an `X-Locale` that is not a language
+    /// tag): forwarded untouched, `X-Cache: BYPASS`.
+    Bypass,
+    /// Two `Authorization` fields: which one keys it and which ones go upstream would differ,
+    /// so it is refused (`400 InvalidAuthorization`).
+    TwoCredentials,
+}
+
 /// Builds keys in the configured partition mode.
 pub struct KeyMaker {
     mode: Partition,
@@ -79,28 +95,50 @@ impl KeyMaker {
         self.mode == Partition::Credential
     }
 
-    /// The key of an order-by-ID request, or `None` when it carries no `Authorization`
-    /// (such requests are never cached nor served from cache, in either mode). `caller` is the
-    /// request's fingerprint, computed by the front whenever [`KeyMaker::needs_fingerprint`].
-    pub fn key(
-        &self,
-        order: OrderRef,
-        headers: &HeaderMap,
-        caller: Option<Fingerprint>,
-    ) -> Option<CacheKey> {
-        headers.get(AUTHORIZATION)?;
-        let partition = match self.mode {
-            Partition::Shared => PartitionId(None),
-            // Fail closed: without a fingerprint there is no partition to serve from.
-            Partition::Credential => PartitionId(Some(caller?)),
+    /// What an order-by-ID request is to the cache (SPEC §3.3). `caller` is the request's
+    /// fingerprint, computed by the front whenever [`KeyMaker::needs_fingerprint`].
+    pub fn key(&self, order: OrderRef, headers: &HeaderMap, caller: Option<Fingerprint>) -> Keyed {
+        let mut credentials = headers.get_all(AUTHORIZATION).iter();
+        let Some(credential) = credentials.next() else {
+            return Keyed::Bypass;
         };
-        Some(CacheKey {
-            order,
+        if credentials.next().is_some() {
+            return Keyed::TwoCredentials;
+        }
+        if is_blank(credential) || forward::is_stripped(headers, &AUTHORIZATION) {
+            return Keyed::Bypass;
+        }
+        let locale = match headers.get(&X_LOCALE) {
+            None => None,
+            // Not sent upstream, so not part of what the answer depends on.
+            Some(_) if forward::is_stripped(headers, &X_LOCALE) => None,
             // Copied: a value parsed by hyper would keep the client's read buffer alive.
-            locale: headers.get(&X_LOCALE).map(detach),
+            Some(locale) if is_language_tag(locale.as_bytes()) => Some(detach(locale)),
+            // One variant (and one upstream fetch) per arbitrary value is not a cache.
+            Some(_) => return Keyed::Bypass,
+        };
+        let partition = match (self.mode, caller) {
+            (Partition::Shared, _) => PartitionId(None),
+            (Partition::Credential, Some(caller)) => PartitionId(Some(caller)),
+            // Fail closed: without a fingerprint there is no partition to serve from.
+            (Partition::Credential, None) => return Keyed::Bypass,
+        };
+        Keyed::Key(CacheKey {
+            order,
+            locale,
             partition,
         })
     }
+}
+
+/// A language tag as `X-Locale` may carry it (SPEC §3.3): letters, digits and `-`, at most
+/// 35 bytes, starting with a letter.
+pub fn is_language_tag(value: &[u8]) -> bool {
+    value.len() <= 35
+        && value.first().is_some_and(u8::is_ascii_alphabetic)
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
 }
 
 /// A copy of a header value in its own small allocation. Values parsed by hyper share the
@@ -152,7 +190,10 @@ mod tests {
         pairs: &[(&'static str, &'static str)],
     ) -> Option<CacheKey> {
         let headers = headers(pairs);
-        maker.key(order(), &headers, hasher.caller(&headers, None))
+        match maker.key(order(), &headers, hasher.caller(&headers, None)) {
+            Keyed::Key(key) => Some(key),
+            Keyed::Bypass | Keyed::TwoCredentials => None,
+        }
     }
 
     #[test]
@@ -165,9 +206,69 @@ mod tests {
         assert_ne!(a, b);
         assert!(!format!("{a:?}").contains("Bearer"));
         // Without the caller's fingerprint, no key: fail closed.
-        assert!(maker
-            .key(order(), &headers(&[("authorization", "Bearer a")]), None)
-            .is_none());
+        assert_eq!(
+            maker.key(order(), &headers(&[("authorization", "Bearer a")]), None),
+            Keyed::Bypass
+        );
+    }
+
+    #[test]
+    fn the_key_is_made_from_the_request_as_sent_upstream() {
+        let (maker, hasher) = (KeyMaker::new(Partition::Shared), Fingerprinter::new());
+        let plain = key_of(&maker, &hasher, &[("authorization", "Bearer a")]).expect("key");
+        // An X-Locale that Connection names is stripped before the upstream sees it.
+        let stripped = key_of(
+            &maker,
+            &hasher,
+            &[
+                ("authorization", "Bearer a"),
+                ("x-locale", "fr-FR"),
+                ("connection", "x-locale"),
+            ],
+        );
+        assert_eq!(stripped, Some(plain));
+        // An Authorization that Connection names never reaches the upstream: no credential.
+        let named = headers(&[
+            ("authorization", "Bearer a"),
+            ("connection", "Authorization"),
+        ]);
+        assert_eq!(maker.key(order(), &named, None), Keyed::Bypass);
+    }
+
+    #[test]
+    fn odd_credentials_and_locales() {
+        let (maker, hasher) = (KeyMaker::new(Partition::Credential), Fingerprinter::new());
+        let mut two = headers(&[("authorization", "Bearer a")]);
+        two.append("authorization", HeaderValue::from_static("Bearer b"));
+        assert_eq!(
+            maker.key(order(), &two, hasher.caller(&two, None)),
+            Keyed::TwoCredentials
+        );
+        for blank in ["", "   "] {
+            let h = headers(&[("authorization", blank)]);
+            assert_eq!(
+                maker.key(order(), &h, hasher.caller(&h, None)),
+                Keyed::Bypass
+            );
+        }
+        let long = "a".repeat(36);
+        for (locale, keyed) in [
+            ("fr-FR", true),
+            ("zh-Hant-TW", true),
+            ("x", true),
+            ("", false),
+            ("1fr", false),
+            ("fr_FR", false),
+            ("fr FR", false),
+            ("-fr", false),
+            (long.as_str(), false),
+            (&long[..35], true),
+        ] {
+            let mut h = headers(&[("authorization", "Bearer a")]);
+            h.insert("x-locale", HeaderValue::from_str(locale).expect("value"));
+            let got = maker.key(order(), &h, hasher.caller(&h, None));
+            assert_eq!(matches!(got, Keyed::Key(_)), keyed, "{locale:?}");
+        }
     }
 
     #[test]

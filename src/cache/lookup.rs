@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 
 use crate::body::Body;
 use crate::cache::fill::{Fills, Outcome};
-use crate::cache::key::{CacheKey, KeyMaker};
+use crate::cache::key::{CacheKey, KeyMaker, Keyed};
 use crate::cache::policy::{Freshness, Policy};
 use crate::cache::store::Entry;
 use crate::cache::tier::Tiers;
@@ -110,13 +110,10 @@ impl OrderCache {
         note: &mut Note,
     ) -> Result<Lookup, GatewayError> {
         let directives = RequestDirectives::parse(request.headers());
-        let key = if self.enabled && !directives.no_store {
-            self.keys.key(order, request.headers(), caller)
-        } else {
-            None
-        };
-        let Some(key) = key else {
-            return Ok(Lookup::Bypass(request));
+        let key = match self.keys.key(order, request.headers(), caller) {
+            Keyed::TwoCredentials => return Err(GatewayError::InvalidAuthorization),
+            Keyed::Key(key) if self.enabled && !directives.no_store => key,
+            Keyed::Key(_) | Keyed::Bypass => return Ok(Lookup::Bypass(request)),
         };
         let (parts, _body) = request.into_parts();
         let scope = self.exchange.shield().scope_of(caller);

@@ -310,7 +310,10 @@ mod tests {
         h.insert("authorization", HeaderValue::from_static(token));
         static HASHER: std::sync::OnceLock<Fingerprinter> = std::sync::OnceLock::new();
         let caller = HASHER.get_or_init(Fingerprinter::new).caller(&h, None);
-        maker.key(o, &h, caller).expect("key")
+        match maker.key(o, &h, caller) {
+            crate::cache::key::Keyed::Key(key) => key,
+            other => panic!("no key: {other:?}"),
+        }
     }
 
     fn store() -> (Store, KeyMaker) {

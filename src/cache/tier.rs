@@ -92,15 +92,13 @@ mod tests {
             customer: Guid::parse("00000000-0000-0000-0000-0000000000c1").expect("c"),
             order: Guid::parse("00000000-0000-0000-0000-0000000000a1").expect("o"),
         };
-        let key = crate::cache::key::KeyMaker::new(crate::config::Partition::Shared)
-            .key(
-                order,
-                &[(http::header::AUTHORIZATION, HeaderValue::from_static("t"))]
-                    .into_iter()
-                    .collect(),
-                None,
-            )
-            .expect("key");
+        let maker = crate::cache::key::KeyMaker::new(crate::config::Partition::Shared);
+        let headers = [(http::header::AUTHORIZATION, HeaderValue::from_static("t"))];
+        let crate::cache::key::Keyed::Key(key) =
+            maker.key(order, &headers.into_iter().collect(), None)
+        else {
+            panic!("a request with a credential has a key");
+        };
         let entry = || {
             Arc::new(Entry::new(
                 StatusCode::OK,

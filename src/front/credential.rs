@@ -49,18 +49,24 @@ impl Fingerprinter {
     }
 
     /// The fingerprint of a request's `Authorization`, through its connection's memo when it
-    /// has one; `None` when the request carries none.
+    /// has one; `None` when the request carries none, or an empty one (no credential: the
+    /// anonymous scope, never a cache partition).
     pub fn caller(
         &self,
         headers: &HeaderMap,
         memo: Option<&CredentialMemo>,
     ) -> Option<Fingerprint> {
-        let authorization = headers.get(AUTHORIZATION)?;
+        let authorization = headers.get(AUTHORIZATION).filter(|v| !is_blank(v))?;
         Some(match memo {
             Some(memo) => memo.fingerprint(self, authorization),
             None => self.fingerprint(authorization),
         })
     }
+}
+
+/// An `Authorization` value with nothing in it is no credential (SPEC §3.3).
+pub fn is_blank(value: &HeaderValue) -> bool {
+    value.as_bytes().trim_ascii().is_empty()
 }
 
 /// The last credential seen on one client connection, with its fingerprint. A keep-alive

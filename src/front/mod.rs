@@ -4,7 +4,8 @@
 //! In the order a request meets them: [`server`] accepts and limits connections,
 //! [`pipeline`] runs one request start to finish, [`correlation`] keeps or mints its IDs,
 //! [`route`] decides cached route or forward, [`credential`] fingerprints the caller once,
-//! [`conditional`] reads `If-None-Match` and `Cache-Control`.
+//! [`conditional`] reads `If-None-Match` and `Cache-Control`; [`guid`] is the identifier every
+//! resource path carries.
 
 pub mod server;
 
@@ -17,3 +18,5 @@ pub mod route;
 pub mod credential;
 
 pub mod conditional;
+
+pub mod guid;

@@ -121,6 +121,10 @@ impl Gateway {
         let shield_needs = self.exchange.shield().needs_fingerprint();
         let waiting = match exchanged.route {
             Route::InvalidId(field) => Err(GatewayError::InvalidIdentifier(field)),
+            Route::InvalidPath => Err(GatewayError::InvalidPath),
+            Route::MethodNotAllowed => {
+                Err(GatewayError::MethodNotAllowed(request.method().clone()))
+            }
             Route::Forward => {
                 let caller = self.caller(&request, memo, shield_needs);
                 Ok(Waiting::Forward(request, caller))
@@ -219,7 +223,7 @@ impl Gateway {
         };
         let elapsed = exchanged.started.elapsed();
         self.metrics.request(
-            matches!(exchanged.route, Route::Forward),
+            !matches!(exchanged.route, Route::Order(_) | Route::InvalidId(_)),
             response.status().as_u16(),
             note.cache,
             elapsed,

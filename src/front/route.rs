@@ -2,82 +2,15 @@
 //!
 //! Only `GET`/`HEAD /v1/customers/{c}/orders/{o}` with no query string is "order-by-ID"; the
 //! matcher is deliberately literal (no decoding, no normalisation) so that the gateway never
-//! serves from cache a request the upstream might read differently. Everything else is
+//! serves from cache a request the upstream might read differently. For the same reason a path
+//! the upstream could normalise into another resource (an empty or dot segment, an encoded `/`
+//! or `.`) is refused for every method: a write on it would change an order whose cached copy
+//! the gateway could not match. `CONNECT` and `TRACE` are refused too; everything else is
 //! forwarded as it came.
 
 use http::{Method, Uri};
 
-/// A GUID as its 128-bit value: 16 bytes in every key and index entry instead of 36 characters,
-/// and case folded by construction.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Guid(u128);
-
-impl Guid {
-    /// Parses the canonical 8-4-4-4-12 form in any hex case.
-    pub fn parse(s: &str) -> Option<Guid> {
-        Guid::parse_bytes(s.as_bytes())
-    }
-
-    /// [`Guid::parse`] for bytes (a header value); nothing else is a GUID.
-    pub fn parse_bytes(b: &[u8]) -> Option<Guid> {
-        if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
-            return None;
-        }
-        // One pass, no per-character branching on the position: the hyphens are skipped by
-        // taking the five groups in turn.
-        let mut value = 0u128;
-        for group in [&b[0..8], &b[9..13], &b[14..18], &b[19..23], &b[24..36]] {
-            for &c in group {
-                value = (value << 4) | u128::from(hex_digit(c)?);
-            }
-        }
-        Some(Guid(value))
-    }
-}
-
-/// The value of one hex digit, any case: one table load instead of three range tests.
-fn hex_digit(c: u8) -> Option<u8> {
-    const INVALID: u8 = 0xff;
-    const TABLE: [u8; 256] = {
-        let mut table = [INVALID; 256];
-        let mut i = 0;
-        while i < 10 {
-            table[b'0' as usize + i] = i as u8;
-            i += 1;
-        }
-        let mut i = 0;
-        while i < 6 {
-            table[b'a' as usize + i] = 10 + i as u8;
-            table[b'A' as usize + i] = 10 + i as u8;
-            i += 1;
-        }
-        table
-    };
-    let digit = TABLE[usize::from(c)];
-    (digit != INVALID).then_some(digit)
-}
-
-impl std::fmt::Display for Guid {
-    /// The canonical lower-case hyphenated form.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let v = self.0;
-        write!(
-            f,
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            (v >> 96) as u32,
-            (v >> 80) as u16,
-            (v >> 64) as u16,
-            (v >> 48) as u16,
-            v & 0xffff_ffff_ffff
-        )
-    }
-}
-
-impl std::fmt::Debug for Guid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(self, f)
-    }
-}
+pub use crate::front::guid::Guid;
 
 /// One order of one customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,6 +26,10 @@ pub enum Route {
     Order(OrderRef),
     /// An order-by-ID path whose customer or order id is not a GUID: 400, nothing upstream.
     InvalidId(IdField),
+    /// A path with an empty or dot segment or an encoded `/` or `.`: 400, nothing upstream.
+    InvalidPath,
+    /// `CONNECT` or `TRACE`: 405, nothing upstream.
+    MethodNotAllowed,
     /// Everything else: forwarded unchanged.
     Forward,
 }
@@ -119,13 +56,19 @@ impl Route {
     pub fn label(&self) -> &'static str {
         match self {
             Route::Order(_) | Route::InvalidId(_) => "order",
-            Route::Forward => "forward",
+            Route::InvalidPath | Route::MethodNotAllowed | Route::Forward => "forward",
         }
     }
 }
 
 /// Decides the route of a request from its method and target alone.
 pub fn classify(method: &Method, uri: &Uri) -> Route {
+    if method == Method::CONNECT || method == Method::TRACE {
+        return Route::MethodNotAllowed;
+    }
+    if !is_plain_path(uri.path()) {
+        return Route::InvalidPath;
+    }
     if (method != Method::GET && method != Method::HEAD) || uri.query().is_some() {
         return Route::Forward;
     }
@@ -140,6 +83,30 @@ pub fn classify(method: &Method, uri: &Uri) -> Route {
         (None, _) => Route::InvalidId(IdField::Customer),
         (_, None) => Route::InvalidId(IdField::Order),
     }
+}
+
+/// Whether a path means the same to every reader: no empty segment (one trailing `/` aside),
+/// no `.` or `..` segment, no percent-encoded `/` or `.` (SPEC §3.2). A path that does not
+/// start with `/` (`*`, or none for `CONNECT`) has no segments to normalise.
+pub fn is_plain_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return true;
+    };
+    let encoded = path
+        .as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1] == b'2' && matches!(w[2], b'e' | b'E' | b'f' | b'F'));
+    if encoded {
+        return false;
+    }
+    let mut segments = rest.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        if (segment.is_empty() && !last) || segment == "." || segment == ".." {
+            return false;
+        }
+    }
+    true
 }
 
 /// The order a path names or lies below (`/v1/customers/{c}/orders/{o}[/...]`), when both ids
@@ -232,7 +199,7 @@ mod tests {
             (
                 "GET",
                 format!("//v1/customers/{C}/orders/{O}"),
-                Route::Forward,
+                Route::InvalidPath,
             ),
             (
                 "GET",
@@ -282,45 +249,60 @@ mod tests {
                 format!("/v1/customers/{C}/orders/{}", O.replace('-', "%2D")),
                 Route::InvalidId(IdField::Order),
             ),
+            // Encoded dots and slashes, dot segments, empty segments: refused for every
+            // method, never resolved (SPEC §3.2).
             (
                 "GET",
                 format!("/v1/customers/{C}/orders/%2E%2E"),
-                Route::InvalidId(IdField::Order),
+                Route::InvalidPath,
             ),
-            // Dot segments are not resolved.
+            (
+                "PATCH",
+                format!("/v1/customers/{C}%2forders/{O}"),
+                Route::InvalidPath,
+            ),
             (
                 "GET",
                 format!("/v1/customers/../orders/{O}"),
-                Route::InvalidId(IdField::Customer),
+                Route::InvalidPath,
             ),
             (
                 "GET",
                 format!("/v1/customers/{C}/orders/.."),
-                Route::InvalidId(IdField::Order),
+                Route::InvalidPath,
+            ),
+            (
+                "PATCH",
+                format!("/v1/customers/{C}/orders/x/../{O}"),
+                Route::InvalidPath,
+            ),
+            (
+                "PATCH",
+                format!("/v1/customers/{C}/./orders/{O}"),
+                Route::InvalidPath,
+            ),
+            (
+                "DELETE",
+                format!("//v1/customers/{C}/orders/{O}"),
+                Route::InvalidPath,
             ),
             (
                 "GET",
-                format!("/v1/customers/{C}/orders/{O}/../{O}"),
-                Route::Forward,
+                format!("/v1/customers//orders/{O}"),
+                Route::InvalidPath,
             ),
-            ("GET", format!("/v1/customers//orders/{O}"), Route::Forward),
+            ("GET", "/v1/x//".to_owned(), Route::InvalidPath),
+            // A single trailing slash and the root are plain; so are dots inside a segment.
+            ("GET", "/".to_owned(), Route::Forward),
+            ("POST", "/v1/customers/x/carts/".to_owned(), Route::Forward),
+            ("GET", "/v1/a.b/..c/...".to_owned(), Route::Forward),
+            // CONNECT and TRACE never go upstream.
+            ("TRACE", "/v1/customers".to_owned(), Route::MethodNotAllowed),
+            ("CONNECT", "/".to_owned(), Route::MethodNotAllowed),
         ];
         for (method, target, want) in cases {
             assert_eq!(route(method, &target), want, "{method} {target}");
         }
-    }
-
-    #[test]
-    fn guids_print_canonically() {
-        let g = Guid::parse(&C.to_uppercase()).expect("guid");
-        assert_eq!(g.to_string(), C);
-        assert_eq!(Guid::parse(C), Some(g));
-        assert_eq!(
-            Guid::parse("00000000-0000-0000-0000-000000000001")
-                .map(|g| g.to_string())
-                .as_deref(),
-            Some("00000000-0000-0000-0000-000000000001")
-        );
     }
 
     #[test]

@@ -47,6 +47,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether hop-by-hop stripping removes `name` from these headers (it is hop-by-hop, or a
+/// `Connection` header names it): such a header never reaches the upstream.
+pub fn is_stripped(headers: &HeaderMap, name: &HeaderName) -> bool {
+    if HOP_BY_HOP.contains(name) {
+        return true;
+    }
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|token| {
+            token
+                .trim_ascii()
+                .eq_ignore_ascii_case(name.as_str().as_bytes())
+        })
+}
+
 /// Adds this hop to `Via`, after any hops already listed, as one header line.
 pub fn add_via(headers: &mut HeaderMap) {
     let value = match headers.get(header::VIA) {
@@ -134,6 +151,23 @@ mod tests {
         strip_hop_by_hop(&mut h);
         let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, vec!["authorization", "content-type"]);
+    }
+
+    #[test]
+    fn stripped_headers_are_known_before_stripping() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, X-Locale"),
+        );
+        h.insert("x-locale", HeaderValue::from_static("fr-FR"));
+        let locale = HeaderName::from_static("x-locale");
+        assert!(is_stripped(&h, &locale));
+        assert!(is_stripped(&h, &header::TE));
+        assert!(!is_stripped(&h, &header::AUTHORIZATION));
+        assert!(!is_stripped(&HeaderMap::new(), &locale));
+        strip_hop_by_hop(&mut h);
+        assert!(h.get(&locale).is_none());
     }
 
     #[test]

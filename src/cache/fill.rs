@@ -20,13 +20,14 @@ use hyper::body::Incoming;
 
 use crate::body::Body;
 use crate::cache::cacheability;
-use crate::cache::key::{detach, CacheKey};
+use crate::cache::key::{detach, CacheKey, KeyMaker};
 use crate::cache::policy::{Freshness, Policy};
 use crate::cache::store::Entry;
 use crate::cache::tier::Tiers;
 use crate::config::CacheConfig;
 use crate::error::GatewayError;
 use crate::front::conditional::RequestDirectives;
+use crate::front::credential::Fingerprint;
 use crate::ops::metrics::Metrics;
 use crate::outcome::{CacheState, NotStored, Refusal};
 use crate::upstream::client::describe;
@@ -61,6 +62,10 @@ pub enum Outcome {
 
 type SharedOutcome = Shared<BoxFuture<'static, Arc<Outcome>>>;
 
+/// What one fill is for: a key, and in `shared` mode the credential it is sent with (see
+/// [`KeyMaker::fill_scope`]).
+type FillKey = (CacheKey, Option<Fingerprint>);
+
 /// What a fill needs from the process.
 struct FillContext {
     tiers: Arc<Tiers>,
@@ -68,14 +73,14 @@ struct FillContext {
     policy: Policy,
     /// The body size limit in force (SPEC §2: the smaller of the two cache bounds).
     entry_limit: usize,
-    /// Whether upstream 404s are remembered (`cache.negative_ttl > 0`).
+    /// Whether upstream 404s are remembered (`cache.negative_ttl > 0`, `credential` mode).
     remember_not_found: bool,
     metrics: Arc<Metrics>,
 }
 
 /// The fills in progress, by key, and what they need.
 pub struct Fills {
-    in_flight: Mutex<HashMap<CacheKey, SharedOutcome, foldhash::fast::RandomState>>,
+    in_flight: Mutex<HashMap<FillKey, SharedOutcome, foldhash::fast::RandomState>>,
     ctx: FillContext,
 }
 
@@ -94,17 +99,20 @@ impl Fills {
                 exchange,
                 policy: Policy::new(config),
                 entry_limit: config.entry_limit(),
-                remember_not_found: !config.negative_ttl.is_zero(),
+                remember_not_found: !config.negative_ttl.is_zero()
+                    && KeyMaker::new(config.partition).remembers_not_found(),
                 metrics,
             },
         }
     }
 
-    /// Joins the fill in progress for `key`, or starts one with the request `build` makes.
-    /// Returns the shared outcome and whether this caller joined an existing fill.
+    /// Joins the fill in progress for `key` (sent with `fill_scope`'s credential, in `shared`
+    /// mode), or starts one with the request `build` makes. Returns the shared outcome and
+    /// whether this caller joined an existing fill.
     pub fn start_or_join(
         self: &Arc<Self>,
         key: &CacheKey,
+        fill_scope: Option<Fingerprint>,
         prior: Option<Arc<Entry>>,
         scope: ScopeKey,
         build: impl FnOnce() -> Result<Request<Body>, GatewayError>,
@@ -113,25 +121,26 @@ impl Fills {
             .in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(shared) = in_flight.get(key) {
+        let fill_key = (key.clone(), fill_scope);
+        if let Some(shared) = in_flight.get(&fill_key) {
             return (shared.clone(), true);
         }
         let request = build();
         let task = {
             let fills = self.clone();
-            let key = key.clone();
+            let fill_key = fill_key.clone();
             let span = tracing::Span::current();
             tokio::spawn(tracing::Instrument::instrument(
                 async move {
                     let outcome = match request {
-                        Ok(request) => run(&fills.ctx, &key, prior, scope, request).await,
+                        Ok(request) => run(&fills.ctx, &fill_key.0, prior, scope, request).await,
                         Err(e) => Outcome::Failed(e.into()),
                     };
                     fills
                         .in_flight
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .remove(&key);
+                        .remove(&fill_key);
                     Arc::new(outcome)
                 },
                 span,
@@ -143,7 +152,7 @@ impl Fills {
         }
         .boxed()
         .shared();
-        in_flight.insert(key.clone(), shared.clone());
+        in_flight.insert(fill_key, shared.clone());
         (shared, false)
     }
 
@@ -210,6 +219,20 @@ async fn run(
     let status = head.status;
     let upstream_status = Some(status.as_u16());
     let now = Instant::now();
+    // SPEC §4.1: a revoked token or a deleted order must not keep reading the old copy.
+    let refused = [
+        StatusCode::UNAUTHORIZED,
+        StatusCode::FORBIDDEN,
+        StatusCode::NOT_FOUND,
+    ];
+    if let Some(prior) = prior.as_ref().filter(|_| refused.contains(&status)) {
+        let dropped = ctx.tiers.drop_entry(key, prior);
+        tracing::info!(
+            status = status.as_u16(),
+            dropped,
+            "revalidation refused; cached entry dropped"
+        );
+    }
 
     if status == StatusCode::NOT_MODIFIED {
         if let Some(prior) = prior.as_ref().filter(|p| p.etag.is_some()) {

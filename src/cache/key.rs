@@ -90,13 +90,26 @@ impl KeyMaker {
         KeyMaker { mode }
     }
 
-    /// Whether keys need the caller's fingerprint (so the front computes it).
-    pub fn needs_fingerprint(&self) -> bool {
+    /// Who a fill for this caller may be shared with, beyond its key (SPEC §4.2). In `shared`
+    /// mode entries are shared but fills are not: a request waits only for a fill sent with
+    /// its own credential, so no caller receives the 401, 403 or error another caller's
+    /// credential drew. In `credential` mode the partition already says it.
+    pub fn fill_scope(&self, caller: Option<Fingerprint>) -> Option<Fingerprint> {
+        match self.mode {
+            Partition::Shared => caller,
+            Partition::Credential => None,
+        }
+    }
+
+    /// Whether an upstream 404 may be remembered (SPEC §4.2): in `credential` mode only, since
+    /// in `shared` mode a 404 may only mean that one caller lacks access.
+    pub fn remembers_not_found(&self) -> bool {
         self.mode == Partition::Credential
     }
 
     /// What an order-by-ID request is to the cache (SPEC §3.3). `caller` is the request's
-    /// fingerprint, computed by the front whenever [`KeyMaker::needs_fingerprint`].
+    /// fingerprint (the front computes it for every cached route: the partition in
+    /// `credential` mode, the fill scope in `shared` mode).
     pub fn key(&self, order: OrderRef, headers: &HeaderMap, caller: Option<Fingerprint>) -> Keyed {
         let mut credentials = headers.get_all(AUTHORIZATION).iter();
         let Some(credential) = credentials.next() else {

@@ -49,6 +49,8 @@ pub struct Pending {
     /// and served STALE if the upstream fails or the shield refuses, as the policy allows.
     prior: Option<Arc<Entry>>,
     scope: ScopeKey,
+    /// Who the fill may be shared with beyond the key (`shared` mode: one credential).
+    fill_scope: Option<Fingerprint>,
 }
 
 /// The order cache as the request path sees it.
@@ -86,11 +88,6 @@ impl OrderCache {
         }
     }
 
-    /// Whether keys need the caller's fingerprint.
-    pub fn needs_fingerprint(&self) -> bool {
-        self.keys.needs_fingerprint()
-    }
-
     /// Fills in progress now (for `/cache/stats`).
     pub fn fills_in_progress(&self) -> usize {
         self.fills.in_progress()
@@ -117,6 +114,7 @@ impl OrderCache {
         };
         let (parts, _body) = request.into_parts();
         let scope = self.exchange.shield().scope_of(caller);
+        let fill_scope = self.keys.fill_scope(caller);
 
         let entry = self.tiers.get(&key);
         let freshness = entry
@@ -134,9 +132,10 @@ impl OrderCache {
                         // not repeated, and runs on even though nobody waits for it. Its logs
                         // carry this request's IDs.
                         let _span = correlation.span().entered();
+                        let prior = Some(entry.clone());
                         let _ = self
                             .fills
-                            .start_or_join(&key, Some(entry.clone()), scope, || {
+                            .start_or_join(&key, fill_scope, prior, scope, || {
                                 self.fill_request(&parts, correlation)
                             });
                     }
@@ -156,6 +155,7 @@ impl OrderCache {
             // A remembered 404 has no version to revalidate: it is simply asked for again.
             prior: entry.filter(|e| revalidate && !e.is_negative()),
             scope,
+            fill_scope,
         }))
     }
 
@@ -172,12 +172,15 @@ impl OrderCache {
             key,
             prior,
             scope,
+            fill_scope,
         } = pending;
         let parts = &parts;
         let head_only = parts.method == Method::HEAD;
         let (outcome, joined) = self
             .fills
-            .start_or_join(&key, prior, scope, || self.fill_request(parts, correlation));
+            .start_or_join(&key, fill_scope, prior, scope, || {
+                self.fill_request(parts, correlation)
+            });
         if joined {
             self.metrics.coalesced_wait();
         }

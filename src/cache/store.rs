@@ -243,6 +243,19 @@ impl Store {
         true
     }
 
+    /// Drops one entry, if it is still the one with `id` (a newer one stays).
+    pub fn remove(&self, key: &CacheKey, id: u64) -> bool {
+        use moka::ops::compute::{CompResult, Op};
+        let result = self
+            .cache
+            .entry_by_ref(key)
+            .and_compute_with(|current| match current {
+                Some(entry) if entry.value().id == id => Op::Remove,
+                _ => Op::Nop,
+            });
+        matches!(result, CompResult::Removed(_))
+    }
+
     /// Drops the entries a purge names, in every partition and locale; returns how many.
     pub fn purge(&self, what: Purge) -> usize {
         let keys: Vec<CacheKey> = {

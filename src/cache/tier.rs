@@ -61,6 +61,12 @@ impl Tiers {
         self.memory.insert(key, entry, epoch.0)
     }
 
+    /// Drops one key's entry from every tier, if it is still `entry` (a revalidation learned
+    /// that it may no longer be served: a 401, 403 or 404).
+    pub fn drop_entry(&self, key: &CacheKey, entry: &Entry) -> bool {
+        self.memory.remove(key, entry.id)
+    }
+
     /// Drops what `what` names from every tier; returns how many entries this process held.
     pub fn purge(&self, what: Purge) -> usize {
         let purged = self.memory.purge(what);

@@ -118,7 +118,6 @@ impl Gateway {
             correlation: Correlation::from_request(request.headers()),
         };
         let mut note = Note::default();
-        let shield_needs = self.exchange.shield().needs_fingerprint();
         let waiting = match exchanged.route {
             Route::InvalidId(field) => Err(GatewayError::InvalidIdentifier(field)),
             Route::InvalidPath => Err(GatewayError::InvalidPath),
@@ -126,15 +125,13 @@ impl Gateway {
                 Err(GatewayError::MethodNotAllowed(request.method().clone()))
             }
             Route::Forward => {
-                let caller = self.caller(&request, memo, shield_needs);
+                let needed = self.exchange.shield().needs_fingerprint();
+                let caller = self.caller(&request, memo, needed);
                 Ok(Waiting::Forward(request, caller))
             }
             Route::Order(order) => {
-                let caller = self.caller(
-                    &request,
-                    memo,
-                    shield_needs || self.cache.needs_fingerprint(),
-                );
+                // Cached routes always use it: the partition, or the fill scope (SPEC §4.2).
+                let caller = self.caller(&request, memo, true);
                 let (correlation, started) = (&exchanged.correlation, exchanged.started);
                 let looked = contain_panic_now(|| {
                     self.cache

@@ -12,7 +12,10 @@ checks what has to agree with it:
 
   * probes hit the admin port with the right paths, and the admin port binds the Pod IP;
   * a sidecar's front is loopback-only, a central gateway's front is reachable by its Service;
-  * no Service routes to the admin port (it serves cache purges);
+  * no Service routes to the admin port (it serves cache purges); a NetworkPolicy selects each
+    gateway Pod and admits the admin port only from named sources;
+  * admin.token comes from a Secret (env valueFrom.secretKeyRef), never from a ConfigMap, a
+    literal env value or a Secret manifest in git;
   * memory request/limit (or systemd MemoryMax=) >= cache.max_bytes x 1.4 + 64 MiB;
   * the termination budget (terminationGracePeriodSeconds / TimeoutStopSec) covers the
     preStop sleep + server.shutdown_grace + 5 s;
@@ -225,8 +228,42 @@ def check_security(container: dict, pod_sc: dict, where: str, report: Report) ->
                      f"runAsUser {uid} differs from the image's USER {image_user}")
 
 
+def check_admin_token(container: dict, file_layer: dict, where: str, report: Report) -> None:
+    """admin.token reaches the gateway from a Secret and from nowhere else."""
+    variable = f"{ENV_PREFIX}ADMIN__TOKEN"
+    entries = [e for e in container.get("env", []) if e["name"] == variable]
+    report.check(len(entries) == 1 and "secretKeyRef" in entries[0].get("valueFrom", {}), where,
+                 f"{variable} must be set once, from a Secret (valueFrom.secretKeyRef)")
+    report.check(not file_layer.get("admin", {}).get("token"), where,
+                 "admin.token must not be in the ConfigMap: use a Secret")
+
+
+def rule_covers_port(rule: dict, container: dict, port: int) -> bool:
+    ports = rule.get("ports")
+    if not ports:
+        return True  # no ports: every port
+    return any("port" not in p or resolve_port(container, p["port"]) == port for p in ports)
+
+
+def check_network_policy(pod: dict, container: dict, admin_port: int, policies: list,
+                         where: str, report: Report) -> None:
+    """Some NetworkPolicy selects the Pod, and none admits the admin port from everywhere."""
+    labels = pod.get("metadata", {}).get("labels", {})
+    selecting = [(w, d) for w, d in policies
+                 if all(labels.get(k) == v for k, v in
+                        d["spec"].get("podSelector", {}).get("matchLabels", {}).items())
+                 and "Ingress" in d["spec"].get("policyTypes", ["Ingress"])]
+    report.check(bool(selecting), where,
+                 "no NetworkPolicy selects this Pod: its admin port (purges) is open to all")
+    for policy_where, policy in selecting:
+        for rule in policy["spec"].get("ingress", []):
+            if rule_covers_port(rule, container, admin_port):
+                report.check(bool(rule.get("from")), policy_where,
+                             f"an ingress rule admits the admin port {admin_port} from anywhere")
+
+
 def check_gateway_container(deploy: dict, container: dict, configmaps: dict, services: list,
-                            sidecar: bool, binary: str | None, where: str,
+                            policies: list, sidecar: bool, binary: str | None, where: str,
                             report: Report) -> str:
     pod = deploy["spec"]["template"]
     spec = pod["spec"]
@@ -262,6 +299,7 @@ def check_gateway_container(deploy: dict, container: dict, configmaps: dict, ser
         report.check(not (key in file_layer.get(section, {}) and variable in env), where,
                      f"{section}.{key} in the ConfigMap is dead: {variable} overrides it")
     cfg = effective(file_layer, env)
+    check_admin_token(container, file_layer, where, report)
 
     front_host, front_port = split_listen(cfg["server"]["listen"])
     admin_host, admin_port = split_listen(cfg["admin"]["listen"])
@@ -325,6 +363,7 @@ def check_gateway_container(deploy: dict, container: dict, configmaps: dict, ser
                  f"shutdown_grace {grace:g}s + {STOP_MARGIN_SECONDS}s")
 
     check_security(container, spec.get("securityContext", {}), where, report)
+    check_network_policy(pod, container, admin_port, policies, where, report)
 
     # Services selecting this Pod must not route to the admin port.
     labels = pod.get("metadata", {}).get("labels", {})
@@ -356,6 +395,13 @@ def check_kubernetes_dir(directory: Path, binary: str | None, report: Report) ->
     configmaps = {d["metadata"]["name"]: d.get("data", {}) for _, d in docs
                   if d.get("kind") == "ConfigMap"}
     services = [(str(p.relative_to(ROOT)), d) for p, d in docs if d.get("kind") == "Service"]
+    policies = [(str(p.relative_to(ROOT)), d) for p, d in docs
+                if d.get("kind") == "NetworkPolicy"]
+    for path, doc in docs:
+        if doc.get("kind") == "Secret":
+            report.check(not doc.get("data") and not doc.get("stringData"),
+                         str(path.relative_to(ROOT)),
+                         "a Secret with data in git: create it with kubectl instead")
     deployments = {d["metadata"]["name"]: (p, d) for p, d in docs
                    if d.get("kind") == "Deployment"}
 
@@ -373,8 +419,8 @@ def check_kubernetes_dir(directory: Path, binary: str | None, report: Report) ->
             report.check(gateway.get("restartPolicy") == "Always", where,
                          "a gateway in initContainers must be a native sidecar "
                          "(restartPolicy: Always)")
-        result = check_gateway_container(deploy, gateway, configmaps, services, sidecar,
-                                         binary, where, report)
+        result = check_gateway_container(deploy, gateway, configmaps, services, policies,
+                                         sidecar, binary, where, report)
         notes.append(f"{rel}: check-config {result}")
         if not sidecar:
             report.check(deploy["spec"].get("replicas", 1) >= 2, where, "replicas must be >= 2")

@@ -19,6 +19,7 @@ const LAYERS: &[&str] = &[
     "demo::catalog",
     "front::server",
     "ops::admin",
+    "ops::admin_auth",
     "front::pipeline",
     "cache::lookup",
     "cache::fill",

@@ -3,6 +3,7 @@
 mod common {
     pub mod http;
     pub mod ids;
+    pub mod json_lines;
     pub mod paths;
 }
 
@@ -11,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{http::*, ids::*, paths::*};
+use common::{http::*, ids::*, json_lines::*, paths::*};
 use http::{Method, StatusCode};
 use httpmock::prelude::*;
 
@@ -248,10 +249,7 @@ async fn logs_are_json_access_lines_without_secrets_and_sigterm_exits_zero() {
     }
     // Every line, ours and every library's at trace level, is one JSON object.
     for line in &all {
-        assert!(
-            serde_json::from_str::<serde_json::Value>(line).is_ok_and(|j| j.is_object()),
-            "not a JSON object line: {line}"
-        );
+        assert_one_json_object(line);
     }
     let access: Vec<serde_json::Value> = all
         .iter()
@@ -275,6 +273,69 @@ async fn logs_are_json_access_lines_without_secrets_and_sigterm_exits_zero() {
     assert!(bad.get("upstream_status").is_none());
 }
 
+#[tokio::test]
+async fn a_purge_logs_one_json_object_per_line_without_duplicate_keys() {
+    let (mut child, lines, _front) = spawn_gateway(&[
+        ("PARTNER_GATEWAY__SERVER__LISTEN", "127.0.0.1:0"),
+        ("PARTNER_GATEWAY__ADMIN__LISTEN", "127.0.0.1:0"),
+        ("PARTNER_GATEWAY__UPSTREAM__BASE_URL", "http://127.0.0.1:9"),
+    ]);
+    let mut all = Vec::new();
+    let admin = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the listening line again");
+        let json: serde_json::Value = serde_json::from_str(&line).expect("json");
+        all.push(line);
+        if json["message"] == "listening" {
+            break json["admin"].as_str().expect("admin address").to_owned();
+        }
+    };
+    // Loopback, no token configured: accepted.
+    let customer = format!("http://{admin}/cache/customers/{GUID_A}");
+    let reply = send(
+        Method::DELETE,
+        &customer,
+        &[("ms-correlationid", GUID_B)],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.header("ms-correlationid"), Some(GUID_B));
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    assert_eq!(
+        wait_bounded(&mut child, Duration::from_secs(20)).code(),
+        Some(0)
+    );
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(2)) {
+        all.push(line);
+    }
+    for line in &all {
+        assert_one_json_object(line);
+    }
+    let purges: Vec<serde_json::Value> = all
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|j| j["message"] == "cache purged by admin request")
+        .collect();
+    assert_eq!(purges.len(), 1, "{all:#?}");
+    let line = &purges[0];
+    assert_eq!(line["target"], "partner_gateway::ops::admin");
+    assert_eq!(line["purged"], 0);
+    assert!(line["purge"]
+        .as_str()
+        .is_some_and(|p| p.contains("Customer")));
+    assert_eq!(line["correlation_id"], GUID_B);
+    assert!(line["peer"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("127.0.0.1:")));
+}
+
 fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
     let deadline = std::time::Instant::now() + limit;
     loop {
@@ -286,5 +347,16 @@ fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> std::proces
             panic!("gateway did not exit within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_log_line_check_sees_a_duplicate_key() {
+    assert_one_json_object(r#"{"a":1,"b":{"a":[{"c":null}]}}"#);
+    for bad in [r#"{"a":1,"a":2}"#, r#"{"s":{"k":1,"k":1}}"#, "[1]", "{} {}"] {
+        assert!(
+            std::panic::catch_unwind(|| assert_one_json_object(bad)).is_err(),
+            "{bad}"
+        );
     }
 }

@@ -99,6 +99,7 @@ impl Bound {
             upstream = %crate::config::mask_password(&gateway.config.upstream.base_url),
             "listening"
         );
+        crate::ops::admin_auth::warn_if_unguarded(&gateway.config.admin);
 
         let upkeep = {
             let metrics = gateway.metrics.clone();

@@ -1,12 +1,14 @@
-//! The admin listener (SPEC §8): probes, and later metrics and cache administration.
+//! The admin listener (SPEC §8): probes, metrics, cache stats and purges.
 //!
 //! It lives on its own port so that nothing a partner service can reach on the front port can
 //! purge the cache or read internals, and so that probes keep answering while the front drains.
+//! Its `GET` endpoints are open; purges pass [`admin_auth`](crate::ops::admin_auth) first.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -17,14 +19,17 @@ use tokio::sync::watch;
 
 use crate::body::Body;
 use crate::cache::key::Purge;
+use crate::error::GatewayError;
+use crate::front::correlation::Correlation;
 use crate::front::pipeline::Gateway;
 use crate::front::route::{Guid, OrderRef};
+use crate::ops::admin_auth::authorize_purge;
 
 /// Accepts admin connections until `stop` turns true.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = stopped(&mut stop) => return,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -41,7 +46,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let gateway = gateway.clone();
-                async move { Ok::<_, Infallible>(handle(&gateway, request).await) }
+                async move { Ok::<_, Infallible>(handle(&gateway, peer, request).await) }
             });
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::select! {
@@ -57,8 +62,12 @@ pub async fn stopped(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|stop| *stop).await;
 }
 
-/// Routes one admin request.
-pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
+/// Routes one admin request from `peer`.
+pub async fn handle(
+    gateway: &Gateway,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let path = request.uri().path();
     match (request.method(), path) {
         (&Method::GET, "/metrics") => return metrics(gateway).await,
@@ -66,7 +75,7 @@ pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<B
         _ => {}
     }
     if path == "/cache" || path.starts_with("/cache/") {
-        return cache_admin(gateway, request.method(), path).await;
+        return cache_admin(gateway, peer, request.method(), path, request.headers()).await;
     }
     match (request.method(), path) {
         (&Method::GET, "/healthz") => json(StatusCode::OK, r#"{"status":"ok"}"#.to_owned()),
@@ -131,7 +140,22 @@ async fn stats(gateway: &Gateway) -> Response<Body> {
 }
 
 /// `DELETE /cache`, `/cache/customers/{c}`, `/cache/customers/{c}/orders/{o}` (SPEC §4.4).
-async fn cache_admin(gateway: &Gateway, method: &Method, path: &str) -> Response<Body> {
+///
+/// Order of refusals: unknown path (404), wrong method (405), then who asks (401/403, SPEC §8)
+/// before anything about the ids is said (400). Every answer carries the request's
+/// correlation IDs (SPEC §7).
+async fn cache_admin(
+    gateway: &Gateway,
+    peer: SocketAddr,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Response<Body> {
+    let correlation = Correlation::from_request(headers);
+    let correlated = |mut response: Response<Body>| {
+        correlation.apply(response.headers_mut());
+        response
+    };
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let target = match segments.as_slice() {
         ["cache"] => Some(Purge::All),
@@ -139,33 +163,74 @@ async fn cache_admin(gateway: &Gateway, method: &Method, path: &str) -> Response
         ["cache", "customers", c, "orders", o] => Guid::parse(c)
             .zip(Guid::parse(o))
             .map(|(customer, order)| Purge::Order(OrderRef { customer, order })),
-        _ => return json(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#.to_owned()),
+        _ => {
+            return correlated(json(
+                StatusCode::NOT_FOUND,
+                r#"{"error":"not found"}"#.to_owned(),
+            ))
+        }
     };
     if method != Method::DELETE {
-        return json(
+        return correlated(json(
             StatusCode::METHOD_NOT_ALLOWED,
             r#"{"error":"method not allowed"}"#.to_owned(),
+        ));
+    }
+    if let Err(refusal) = authorize_purge(peer.ip(), &gateway.config.admin.token, headers) {
+        // The peer and the reason, never the Authorization value.
+        tracing::warn!(
+            %peer,
+            path,
+            correlation_id = correlation.correlation_str(),
+            request_id = correlation.request_str(),
+            error = %refusal,
+            "admin purge refused"
         );
+        return refused(refusal, &correlation);
     }
     let Some(target) = target else {
-        return json(
+        return correlated(json(
             StatusCode::BAD_REQUEST,
             r#"{"error":"customer and order ids must be GUIDs"}"#.to_owned(),
-        );
+        ));
     };
     // A purge may remove many entries one by one (a whole cache: 100,000s): it runs on the
     // blocking pool, never on a worker that answers requests.
     let tiers = gateway.tiers.clone();
     let purged = tokio::task::spawn_blocking(move || tiers.purge(target)).await;
     let Ok(purged) = purged else {
-        tracing::error!(?target, "cache purge failed");
-        return json(
+        tracing::error!(purge = ?target, "cache purge failed");
+        return correlated(json(
             StatusCode::INTERNAL_SERVER_ERROR,
             r#"{"error":"purge failed"}"#.to_owned(),
-        );
+        ));
     };
-    tracing::info!(purged, ?target, "cache purged by admin request");
-    json(StatusCode::OK, format!(r#"{{"purged":{purged}}}"#))
+    // `purge`, not `target`: every line already has a `target` (the module), one key per name.
+    tracing::info!(
+        purged,
+        purge = ?target,
+        %peer,
+        correlation_id = correlation.correlation_str(),
+        request_id = correlation.request_str(),
+        "cache purged by admin request"
+    );
+    correlated(json(StatusCode::OK, format!(r#"{{"purged":{purged}}}"#)))
+}
+
+/// A refused purge: the SPEC §7 JSON, never stored by a cache in between, and for a 401 the
+/// scheme the client must use (RFC 9110 §11.6.1).
+fn refused(error: GatewayError, correlation: &Correlation) -> Response<Body> {
+    let unauthorized = matches!(error, GatewayError::AdminUnauthorized);
+    let mut response = error.into_response(correlation);
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if unauthorized {
+        headers.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="partner-gateway-admin""#),
+        );
+    }
+    response
 }
 
 fn json(status: StatusCode, body: String) -> Response<Body> {

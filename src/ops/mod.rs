@@ -1,7 +1,9 @@
-//! Running the gateway: the admin listener ([`admin`]: probes, stats, purges, metrics),
-//! the Prometheus families ([`metrics`]) and the structured logs ([`telemetry`]).
+//! Running the gateway: the admin listener ([`admin`]: probes, stats, purges, metrics; who may
+//! purge: [`admin_auth`]), the Prometheus families ([`metrics`]) and the structured logs ([`telemetry`]).
 
 pub mod admin;
+
+pub mod admin_auth;
 
 pub mod metrics;
 

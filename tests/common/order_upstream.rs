@@ -167,15 +167,15 @@ impl OrderUpstream {
     pub fn set_mode(&self, mode: Mode) {
         self.state.lock().expect("lock").mode = mode;
     }
-
-    pub fn set_delay(&self, delay: Duration) {
-        self.state.lock().expect("lock").delay = delay;
-    }
 }
 
 // Knobs and readings each test file uses as it needs them, not all of them everywhere.
 #[allow(dead_code)]
 impl OrderUpstream {
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.lock().expect("lock").delay = delay;
+    }
+
     /// Requests received so far that carried an If-None-Match.
     pub fn inm_hits(&self) -> usize {
         self.inm_hits.load(Ordering::SeqCst)

@@ -42,7 +42,7 @@ impl TryFrom<RawConfig> for Config {
         };
         let admin = AdminConfig {
             listen: socket_addr("admin.listen", &raw.admin.listen)?,
-            token: raw.admin.token,
+            token: admin_token(raw.admin.token)?,
         };
         if admin.listen == server.listen && server.listen.port() != 0 {
             return Err(invalid(
@@ -110,6 +110,19 @@ impl TryFrom<RawConfig> for Config {
             cache,
             log,
         })
+    }
+}
+
+/// A bearer token is printable ASCII without spaces (RFC 6750 `b64token` and kin): anything
+/// else could never be sent back in an `Authorization` header, so no purge could match it.
+fn admin_token(token: String) -> Result<String, ConfigError> {
+    if token.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(token)
+    } else {
+        Err(invalid(
+            "admin.token",
+            "must be printable ASCII without spaces (it is sent as a bearer token)",
+        ))
     }
 }
 
@@ -281,6 +294,7 @@ mod tests {
                 "upstream.max_in_flight",
             ),
             ("PARTNER_GATEWAY__LOG__FORMAT", "xml", "log.format"),
+            ("PARTNER_GATEWAY__ADMIN__TOKEN", "two words", "admin.token"),
             ("PARTNER_GATEWAY__LOG__LEVEL", "[[[", "log.level"),
             ("PARTNER_GATEWAY__CACHE__MAX_BYTES", "0", "cache.max_bytes"),
             (

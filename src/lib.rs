@@ -8,7 +8,7 @@
 //! [`upstream`]'s one exchange (shield → send → cooldown), with its header rules. A successful
 //! write drops the entries it changed. [`ops`] watches it all (admin port, metrics, logs);
 //! [`outcome`] holds the words every stage reports in, [`error`] the answers the gateway makes
-//! itself. Data flows one way: a module imports only modules below it in this list (checked by
+//! itself. In fleet mode, [`fleet`] joins the replica to the others through Redis. Data flows one way: a module imports only modules below it in this list (checked by
 //! `tests/layering.rs`).
 
 pub mod config;
@@ -16,6 +16,8 @@ pub mod config;
 pub mod front;
 
 pub mod cache;
+
+pub mod fleet;
 
 pub mod upstream;
 

@@ -28,6 +28,9 @@ const LAYERS: &[&str] = &[
     "cache::cacheability",
     "cache::policy",
     "cache::key",
+    "fleet::replica",
+    "fleet::members",
+    "fleet::link",
     "upstream::exchange",
     "upstream::shield",
     "upstream::forward",
@@ -49,7 +52,7 @@ const LAYERS: &[&str] = &[
 fn is_declaration_only(module: &str) -> bool {
     matches!(
         module,
-        "" | "main" | "front" | "cache" | "upstream" | "ops" | "demo"
+        "" | "main" | "front" | "cache" | "fleet" | "upstream" | "ops" | "demo"
     )
 }
 

@@ -146,7 +146,7 @@ async fn main() {
                             x ^= x >> 7;
                             x ^= x << 17;
                             // 90 % hits on the hot set, 10 % anywhere in the key space.
-                            let i = if x % 10 == 0 {
+                            let i = if x.is_multiple_of(10) {
                                 (x >> 8) % keys
                             } else {
                                 (x >> 8) % hot

@@ -6,6 +6,7 @@
 //! serde cannot, and every error names the key, so an operator never has to guess which line
 //! was wrong. `print.rs` turns a [`Config`] back into loadable TOML for `check-config`.
 
+mod fleet;
 mod print;
 mod raw;
 mod validate;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme};
 use serde::{Deserialize, Serialize};
 
+pub use fleet::{FleetConfig, RawFleet};
 pub use raw::{RawAdmin, RawCache, RawConfig, RawLog, RawServer, RawUpstream};
 pub use validate::mask_password;
 
@@ -58,6 +60,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// `[log]`: log format and level.
     pub log: LogConfig,
+    /// `[fleet]`: several replicas as one gateway, on Redis (off by default).
+    pub fleet: FleetConfig,
 }
 
 /// `[server]`: the front listener.

@@ -29,6 +29,8 @@ pub struct RawConfig {
     pub cache: RawCache,
     /// `[log]`.
     pub log: RawLog,
+    /// `[fleet]`.
+    pub fleet: super::fleet::RawFleet,
 }
 
 /// `[server]` as written.

@@ -78,6 +78,7 @@ impl TryFrom<RawConfig> for Config {
         };
 
         let c = raw.cache;
+        let log_level = raw.log.level;
         if c.max_bytes == 0 {
             return Err(invalid("cache.max_bytes", "must be greater than zero"));
         }
@@ -94,7 +95,7 @@ impl TryFrom<RawConfig> for Config {
             partition: c.partition,
         };
 
-        let level = raw.log.level.trim().to_owned();
+        let level = log_level.trim().to_owned();
         tracing_subscriber::EnvFilter::builder()
             .parse(&level)
             .map_err(|e| invalid("log.level", format!("{level:?}: {e}")))?;
@@ -103,12 +104,15 @@ impl TryFrom<RawConfig> for Config {
             level,
         };
 
+        let fleet = super::fleet::validate(raw.fleet, cache.partition, upstream.rate_limit_scope)?;
+
         Ok(Config {
             server,
             admin,
             upstream,
             cache,
             log,
+            fleet,
         })
     }
 }

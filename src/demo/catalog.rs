@@ -104,7 +104,7 @@ pub(crate) fn order_json(order: &Order, base: &str) -> Value {
         "id": order.id,
         "alternateId": format!("{:012x}", 0xa17e + order.index),
         "referenceCustomerId": order.customer,
-        "billingCycle": if order.index % 3 == 0 { "annual" } else { "monthly" },
+        "billingCycle": if order.index.is_multiple_of(3) { "annual" } else { "monthly" },
         "transactionType": "UserPurchase",
         "currencyCode": "USD",
         "currencySymbol": "$",

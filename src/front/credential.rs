@@ -43,6 +43,14 @@ impl Fingerprinter {
         Fingerprinter { secret }
     }
 
+    /// A fingerprinter keyed by a secret the fleet shares (`fleet.partition_secret`), so that
+    /// every replica hashes a credential alike.
+    pub fn with_secret(secret: &[u8]) -> Fingerprinter {
+        Fingerprinter {
+            secret: blake3::derive_key("partner-gateway credential partition v1", secret),
+        }
+    }
+
     /// The keyed hash of one credential.
     pub fn fingerprint(&self, authorization: &HeaderValue) -> Fingerprint {
         Fingerprint(*blake3::keyed_hash(&self.secret, authorization.as_bytes()).as_bytes())

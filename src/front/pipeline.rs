@@ -26,6 +26,7 @@ use crate::cache::policy::Policy;
 use crate::cache::tier::Tiers;
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::fleet::replica::Replica;
 use crate::front::correlation::Correlation;
 use crate::front::credential::{CredentialMemo, Fingerprint, Fingerprinter};
 use crate::front::route::{self, Route};
@@ -44,6 +45,8 @@ pub struct Gateway {
     pub cache: OrderCache,
     /// The process's metrics.
     pub metrics: Arc<Metrics>,
+    /// This replica's membership of its fleet (fleet mode only).
+    pub fleet: Option<Replica>,
     exchange: Arc<Exchange>,
     fingerprints: Fingerprinter,
     draining: AtomicBool,
@@ -84,13 +87,28 @@ impl Gateway {
             exchange.clone(),
             metrics.clone(),
         );
+        let fleet = config.fleet.enabled().then(|| {
+            let replica = Replica::new(&config.fleet, metrics.clone());
+            // SPEC §12.5: after an outage, nothing written elsewhere meanwhile may outlive it.
+            let memory = tiers.clone();
+            replica.on_rejoin(move || {
+                memory.purge(Purge::All);
+            });
+            replica
+        });
+        // Replicas of one fleet must hash a credential alike (SPEC §12.1).
+        let fingerprints = match config.fleet.partition_secret.as_str() {
+            "" => Fingerprinter::new(),
+            secret => Fingerprinter::with_secret(secret.as_bytes()),
+        };
         Ok(Arc::new(Gateway {
             config,
             tiers,
             cache,
             metrics,
+            fleet,
             exchange,
-            fingerprints: Fingerprinter::new(),
+            fingerprints,
             draining: AtomicBool::new(false),
         }))
     }

@@ -111,6 +111,7 @@ impl Bound {
                 }
             })
         };
+        let fleet = gateway.fleet.as_ref().map(|replica| replica.start());
         let (stop_admin, admin_stopped) = watch::channel(false);
         let admin_task = tokio::spawn(admin::serve(admin, gateway.clone(), admin_stopped));
 
@@ -150,6 +151,9 @@ impl Bound {
         let _ = stop_admin.send(true);
         let _ = admin_task.await;
         upkeep.abort();
+        if let Some(fleet) = fleet {
+            fleet.stop().await;
+        }
         tracing::info!("stopped");
     }
 }

@@ -136,6 +136,10 @@ async fn stats(gateway: &Gateway) -> Response<Body> {
         "outcomes": by_outcome,
         "fills_in_progress": gateway.cache.fills_in_progress(),
     });
+    let mut body = body;
+    if let Some(fleet) = &gateway.fleet {
+        body["fleet"] = serde_json::json!({"up": fleet.is_up(), "replicas": fleet.replicas()});
+    }
     json(StatusCode::OK, body.to_string())
 }
 

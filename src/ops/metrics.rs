@@ -61,6 +61,8 @@ pub struct Metrics {
     cooldowns: Counter,
     evictions: Vec<Counter>,
     upstream_in_flight: Gauge,
+    fleet_up: Gauge,
+    fleet_replicas: Gauge,
     outcomes: [AtomicU64; CACHE_SLOTS],
 }
 
@@ -138,6 +140,14 @@ impl Metrics {
             "Upstream requests in flight now.",
         );
         describe(
+            "partner_gateway_fleet_up",
+            "1 while this replica is part of its fleet (fleet mode), else 0.",
+        );
+        describe(
+            "partner_gateway_fleet_replicas",
+            "Live replicas of the fleet last seen, this one included (fleet mode).",
+        );
+        describe(
             "partner_gateway_build_info",
             "Build information; the value is always 1.",
         );
@@ -205,6 +215,8 @@ impl Metrics {
             cooldowns: counter("partner_gateway_cooldowns_total", vec![]),
             evictions,
             upstream_in_flight: gauge("partner_gateway_upstream_in_flight", vec![]),
+            fleet_up: gauge("partner_gateway_fleet_up", vec![]),
+            fleet_replicas: gauge("partner_gateway_fleet_replicas", vec![]),
             outcomes: Default::default(),
             handle,
             recorder,
@@ -295,6 +307,16 @@ impl Metrics {
     /// Upstream requests in flight changed by `delta`.
     pub fn in_flight(&self, delta: f64) {
         self.upstream_in_flight.increment(delta);
+    }
+
+    /// Whether this replica is part of its fleet now.
+    pub fn fleet_up(&self, up: bool) {
+        self.fleet_up.set(if up { 1.0 } else { 0.0 });
+    }
+
+    /// Live replicas of the fleet last seen.
+    pub fn fleet_replicas(&self, replicas: usize) {
+        self.fleet_replicas.set(replicas as f64);
     }
 
     /// Answers by `X-Cache` value since start ("none" first).

@@ -1,0 +1,13 @@
+//! Fleet mode (SPEC §12): replicas that share one Redis and one `fleet.name` behave as one
+//! gateway.
+//!
+//! [`replica`] is this replica's membership, started with the listeners; [`link`] is its
+//! bounded, self-healing connection to Redis and says whether the
+//! replica is part of the fleet now; [`members`] keeps the count of live replicas by
+//! heartbeats. Off (`fleet.redis_url = ""`), nothing here runs.
+
+pub mod replica;
+
+pub mod members;
+
+pub mod link;

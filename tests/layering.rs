@@ -19,6 +19,7 @@ const LAYERS: &[&str] = &[
     "demo::catalog",
     "front::server",
     "ops::admin",
+    "front::connection",
     "front::pipeline",
     "cache::lookup",
     "cache::fill",

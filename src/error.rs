@@ -7,7 +7,7 @@
 use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 
-use crate::body::Body;
+use crate::body::{Body, Cut};
 use crate::front::correlation::Correlation;
 use crate::front::route::IdField;
 
@@ -28,6 +28,8 @@ pub enum GatewayError {
     RequestTimeout,
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: u64 },
+    #[error("the request body was broken off or is shorter than announced")]
+    RequestBodyBroken,
     #[error("the admin token is missing or wrong")]
     AdminUnauthorized,
     #[error("admin purges are accepted only from loopback while no admin token is set")]
@@ -60,6 +62,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge")
             }
+            GatewayError::RequestBodyBroken => (StatusCode::BAD_REQUEST, "InvalidRequestBody"),
             GatewayError::AdminUnauthorized => (StatusCode::UNAUTHORIZED, "AdminUnauthorized"),
             GatewayError::AdminForbidden => (StatusCode::FORBIDDEN, "AdminForbidden"),
             GatewayError::GatewayRateLimited { .. } => {
@@ -115,6 +118,17 @@ impl GatewayError {
         }
         correlation.apply(headers);
         response
+    }
+}
+
+impl From<Cut> for GatewayError {
+    /// The answer to a request whose body was cut off (SPEC §14).
+    fn from(cut: Cut) -> GatewayError {
+        match cut {
+            Cut::Stalled => GatewayError::RequestTimeout,
+            Cut::TooLarge(limit) => GatewayError::PayloadTooLarge { limit },
+            Cut::Broken => GatewayError::RequestBodyBroken,
+        }
     }
 }
 

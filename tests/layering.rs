@@ -20,6 +20,7 @@ const LAYERS: &[&str] = &[
     "front::server",
     "ops::admin",
     "ops::admin_auth",
+    "front::connection",
     "front::pipeline",
     "cache::lookup",
     "cache::fill",

@@ -16,7 +16,6 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use http::header::{CONTENT_TYPE, IF_NONE_MATCH};
 use http::{response, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use crate::body::Body;
 use crate::cache::cacheability;
@@ -313,7 +312,7 @@ enum Read {
 }
 
 /// Reads a body up to `limit` bytes; past that, hands back what was read plus the rest unread.
-async fn read_limited(response: Response<Incoming>, limit: usize) -> Result<Read, GatewayError> {
+async fn read_limited(response: Response<Body>, limit: usize) -> Result<Read, GatewayError> {
     let (head, mut incoming) = response.into_parts();
     // Copied into one allocation of the announced size: frames parsed by hyper are slices of
     // the connection's read buffer, which an entry must not keep alive.
@@ -324,7 +323,7 @@ async fn read_limited(response: Response<Incoming>, limit: usize) -> Result<Read
         if let Ok(data) = frame.into_data() {
             buf.extend_from_slice(&data);
             if buf.len() > limit {
-                let body = Body::Prefixed(Some(buf.freeze()), incoming);
+                let body = incoming.prepend(buf.freeze());
                 return Ok(Read::Oversized(Response::from_parts(head, body)));
             }
         }

@@ -19,7 +19,7 @@ use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
-use crate::body::Body;
+use crate::body::{Body, Intake};
 use crate::cache::key::Purge;
 use crate::cache::lookup::{self, Lookup, OrderCache, Pending};
 use crate::cache::policy::Policy;
@@ -48,6 +48,7 @@ pub struct Gateway {
     /// This replica's membership of its fleet (fleet mode only).
     pub fleet: Option<Replica>,
     exchange: Arc<Exchange>,
+    intake: Intake,
     fingerprints: Fingerprinter,
     draining: AtomicBool,
 }
@@ -102,6 +103,7 @@ impl Gateway {
             secret => Fingerprinter::with_secret(secret.as_bytes()),
         };
         Ok(Arc::new(Gateway {
+            intake: Intake::new(&config.server),
             config,
             tiers,
             cache,
@@ -247,8 +249,9 @@ impl Gateway {
         response
     }
 
-    /// Sends a request upstream as it came and streams the answer back. A successful unsafe
-    /// request on an order (or below it) drops every entry of that order (RFC 9111 §4.4).
+    /// Sends a request upstream as it came and streams the answer back, its body under the
+    /// limits of SPEC §14 ([`Intake`]). A successful unsafe request on an order (or below it)
+    /// drops every entry of that order (RFC 9111 §4.4).
     async fn forward(
         &self,
         request: Request<Incoming>,
@@ -258,10 +261,11 @@ impl Gateway {
         note: &mut Note,
     ) -> Result<Response<Body>, GatewayError> {
         let (parts, body) = request.into_parts();
+        let body = self.intake.take(body).await?;
         let scope = self.exchange.shield().scope_of(caller);
         let response = self
             .exchange
-            .forward(&parts, Body::from(body), scope, purpose, correlation, note)
+            .forward(&parts, body, scope, purpose, correlation, note)
             .await?;
         if response.status().is_success() && !parts.method.is_safe() {
             if let Some(order) = route::order_at_or_below(parts.uri.path()) {

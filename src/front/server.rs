@@ -1,25 +1,23 @@
-//! The listeners: accept connections, apply the connection-level limits, drain on shutdown.
+//! The listeners: accept connections (at most `server.max_connections` open at once), hand
+//! each to the connection driver, drain on shutdown.
 //!
 //! Ports are bound first ([`bind`]) and served second ([`Bound::serve`]) so that a start-up
 //! error (bad TLS roots, a port in use) surfaces before anything is accepted, and so tests can
 //! bind port 0, read the real address, and pass in their own shutdown trigger (SPEC §10).
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::front::connection;
 use crate::front::credential::CredentialMemo;
 use crate::front::pipeline::Gateway;
 use crate::ops::admin;
@@ -115,8 +113,16 @@ impl Bound {
         let (stop_admin, admin_stopped) = watch::channel(false);
         let admin_task = tokio::spawn(admin::serve(admin, gateway.clone(), admin_stopped));
 
-        let builder = Arc::new(front_builder(&gateway.config));
-        let graceful = GracefulShutdown::new();
+        let builder = Arc::new(connection::builder(&gateway.config.server));
+        let (drain, draining) = watch::channel(false);
+        // One permit per open connection (SPEC §14): without one nothing is accepted, and
+        // further connections wait in the kernel's listen backlog.
+        let open_at_most = gateway
+            .config
+            .server
+            .max_connections
+            .min(Semaphore::MAX_PERMITS);
+        let permits = Arc::new(Semaphore::new(open_at_most));
         // Every connection task, so that those still open when the grace runs out can be
         // dropped at once; finished ones are reaped as the loop goes.
         let mut connections = JoinSet::new();
@@ -124,16 +130,14 @@ impl Bound {
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                accepted = front.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        connections.spawn(connection(stream, peer, gateway.clone(), builder.clone(), graceful.watcher()));
-                    }
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
+                accepted = accept(&front, &permits) => {
+                    let Some((stream, permit)) = accepted else { continue };
+                    let task = connection(stream, gateway.clone(), builder.clone(), draining.clone());
+                    connections.spawn(async move {
+                        task.await;
+                        drop(permit);
+                    });
+                }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
@@ -141,10 +145,9 @@ impl Bound {
         drop(front);
         gateway.start_draining();
         tracing::info!(grace_ms = grace.as_millis() as u64, "draining");
-        if tokio::time::timeout(grace, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        let _ = drain.send(true);
+        let drained = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, drained).await.is_err() {
             tracing::warn!("shutdown grace passed; dropping remaining connections");
         }
         connections.shutdown().await;
@@ -158,48 +161,32 @@ impl Bound {
     }
 }
 
-/// The front connection settings of SPEC §2/§3: head size and read-time limits, keep-alive.
-fn front_builder(config: &Config) -> auto::Builder<TokioExecutor> {
-    let server = &config.server;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout(server.header_read_timeout)
-        // A head that does not fit the read buffer is answered 431 by hyper, then closed.
-        .max_buf_size(server.max_header_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
-    builder
+/// Waits for a free connection permit, then for a connection; `None` after an accept error
+/// (out of file descriptors and the like), after a short back-off instead of spinning.
+async fn accept(
+    front: &TcpListener,
+    permits: &Arc<Semaphore>,
+) -> Option<(TcpStream, OwnedSemaphorePermit)> {
+    let permit = permits.clone().acquire_owned().await.ok()?;
+    match front.accept().await {
+        Ok((stream, _)) => Some((stream, permit)),
+        Err(e) => {
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
 }
 
-/// One client connection, from its first byte to its end.
+/// One front connection, from its first byte to its end.
 async fn connection(
     stream: TcpStream,
-    peer: SocketAddr,
     gateway: Arc<Gateway>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    watcher: Watcher,
+    draining: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
-    // hyper's header timer starts only once HTTP/1 vs h2c is decided; a peer that connects
-    // and sends nothing must not hold a task and a socket past the same limit.
-    let mut probe = [0u8; 1];
     let limit = gateway.config.server.header_read_timeout;
-    match tokio::time::timeout(limit, stream.peek(&mut probe)).await {
-        Ok(Ok(n)) if n > 0 => {}
-        _ => return,
-    }
     let memo = CredentialMemo::default();
-    let service =
-        service_fn(move |request| gateway.handle(request, &memo).map(Ok::<_, Infallible>));
-    let connection = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .into_owned();
-    if let Err(e) = watcher.watch(connection).await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
-    }
+    let handle = move |request| gateway.handle(request, &memo);
+    connection::drive(stream, &builder, limit, draining, handle).await;
 }

@@ -4,30 +4,29 @@
 //! purge the cache or read internals, and so that probes keep answering while the front drains.
 //! Its `GET` endpoints are open; purges pass [`admin_auth`](crate::ops::admin_auth) first.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::Body;
 use crate::cache::key::Purge;
 use crate::error::GatewayError;
+use crate::front::connection;
 use crate::front::correlation::Correlation;
 use crate::front::pipeline::Gateway;
 use crate::front::route::{Guid, OrderRef};
 use crate::ops::admin_auth::authorize_purge;
 
-/// Accepts admin connections until `stop` turns true.
+/// Accepts admin connections until `stop` turns true. Each is driven like a front connection
+/// (SPEC §8): the same head-read timeout and head-size limit (431), idle connections closed.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let builder = Arc::new(connection::builder(&gateway.config.server));
+    let limit = gateway.config.server.header_read_timeout;
     loop {
         let (stream, peer) = tokio::select! {
             () = stopped(&mut stop) => return,
@@ -42,17 +41,13 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch
         };
         let gateway = gateway.clone();
         let builder = builder.clone();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
+            let handle = move |request| {
                 let gateway = gateway.clone();
-                async move { Ok::<_, Infallible>(handle(&gateway, peer, request).await) }
-            });
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = connection => {}
-                () = stopped(&mut stop) => {}
-            }
+                async move { handle(&gateway, peer, request).await }
+            };
+            connection::drive(stream, &builder, limit, stop, handle).await;
         });
     }
 }

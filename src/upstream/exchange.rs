@@ -3,15 +3,16 @@
 //!
 //! Fills, revalidations, background refreshes, bypassed and forwarded requests all come here,
 //! so the budget, the in-flight bound, the 429 cooldown (SPEC §6), the timeout and its 504,
-//! and the upstream metrics are each applied in exactly one place. What an answer means (store
-//! it, stream it, invalidate after it) is the caller's business.
+//! the idle limit on every upstream body and the end of an exchange whose streamed client
+//! body was cut off (SPEC §14), and the upstream metrics are each applied in exactly one
+//! place. What an answer means (store it, stream it, invalidate after it) is the caller's
+//! business.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{request, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::body::Body;
 use crate::config::UpstreamConfig;
@@ -66,6 +67,7 @@ pub struct Exchange {
     shield: Shield,
     metrics: Arc<Metrics>,
     request_timeout: Duration,
+    body_idle_timeout: Duration,
 }
 
 impl Exchange {
@@ -79,6 +81,7 @@ impl Exchange {
             shield: Shield::new(config, metrics.clone()),
             metrics,
             request_timeout: config.request_timeout,
+            body_idle_timeout: config.body_idle_timeout,
         })
     }
 
@@ -99,7 +102,8 @@ impl Exchange {
 
     /// Admits `request` through the shield, sends it, opens a cooldown when a cached route is
     /// answered 429, and hands the response to `read` — all within `upstream.request_timeout`,
-    /// holding the in-flight slot until `read` is done.
+    /// holding the in-flight slot until `read` is done. The response body is cut off when it
+    /// sends no byte for `upstream.body_idle_timeout`.
     pub async fn send<T, Read, Fut>(
         &self,
         scope: ScopeKey,
@@ -108,10 +112,27 @@ impl Exchange {
         read: Read,
     ) -> Result<T, Failure>
     where
-        Read: FnOnce(Response<Incoming>) -> Fut,
+        Read: FnOnce(Response<Body>) -> Fut,
         Fut: Future<Output = Result<T, GatewayError>>,
     {
-        let admission = self.shield.admit(scope, purpose == Purpose::Cached).await?;
+        self.send_as(scope, purpose, false, request, read).await
+    }
+
+    /// [`Exchange::send`], for a request that streams a client's body when `streamed`.
+    async fn send_as<T, Read, Fut>(
+        &self,
+        scope: ScopeKey,
+        purpose: Purpose,
+        streamed: bool,
+        request: Request<Body>,
+        read: Read,
+    ) -> Result<T, Failure>
+    where
+        Read: FnOnce(Response<Body>) -> Fut,
+        Fut: Future<Output = Result<T, GatewayError>>,
+    {
+        let order = purpose == Purpose::Cached;
+        let admission = self.shield.admit(scope, order, streamed).await?;
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let head = tokio::time::timeout_at(deadline, self.client.send(request)).await;
@@ -131,6 +152,8 @@ impl Exchange {
         if purpose == Purpose::Cached && response.status() == StatusCode::TOO_MANY_REQUESTS {
             self.shield.open_cooldown(scope, response.headers());
         }
+        let idle = self.body_idle_timeout;
+        let response = response.map(|incoming| Body::upstream(incoming, idle));
         let read = tokio::time::timeout_at(deadline, read(response)).await;
         drop(admission);
         match read {
@@ -139,20 +162,33 @@ impl Exchange {
         }
     }
 
-    /// Sends a request upstream as it came and streams the answer back (SPEC §5).
+    /// Sends a request upstream as it came and streams the answer back (SPEC §5). A client
+    /// body that streams takes a place in the shield's streaming share, and when it is cut
+    /// off before the answer's head came, that cut is the answer (408, 413) and the upstream
+    /// request is dropped.
     pub async fn forward(
         &self,
         parts: &request::Parts,
-        body: Body,
+        mut body: Body,
         scope: ScopeKey,
         purpose: Purpose,
         correlation: &Correlation,
         note: &mut Note,
     ) -> Result<Response<Body>, GatewayError> {
+        let cutoff = body.take_cutoff();
         let request = self.request_for(parts, body, correlation)?;
-        let sent = self
-            .send(scope, purpose, request, |response| async { Ok(response) })
-            .await;
+        let streamed = cutoff.is_some();
+        let sent = self.send_as(scope, purpose, streamed, request, |response| async {
+            Ok(response)
+        });
+        let sent = match cutoff {
+            None => sent.await,
+            Some(cutoff) => tokio::select! {
+                biased;
+                cut = cutoff.wait() => Err(Failure::from(GatewayError::from(cut))),
+                sent = sent => sent,
+            },
+        };
         let response = sent.map_err(|failure| {
             note.shield = failure.refusal;
             failure.error

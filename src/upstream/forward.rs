@@ -7,7 +7,6 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{request, Request, Response, Version};
-use hyper::body::Incoming;
 
 use crate::body::Body;
 use crate::error::GatewayError;
@@ -113,11 +112,11 @@ pub fn finish_head(headers: &mut HeaderMap, correlation: &Correlation) {
 }
 
 /// Turns the upstream's response into the client's, body streamed through.
-pub fn client_response(response: Response<Incoming>, correlation: &Correlation) -> Response<Body> {
+pub fn client_response(response: Response<Body>, correlation: &Correlation) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     finish_head(&mut parts.headers, correlation);
     parts.version = Version::HTTP_11;
-    Response::from_parts(parts, Body::from(body))
+    Response::from_parts(parts, body)
 }
 
 #[cfg(test)]

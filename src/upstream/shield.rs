@@ -45,9 +45,11 @@ enum Bucket {
     PerCredential(DefaultKeyedRateLimiter<ScopeKey>),
 }
 
-/// Permission to send one upstream request; the in-flight slot is freed when it is dropped.
+/// Permission to send one upstream request; the in-flight slot (and the streaming share, if
+/// one was taken) is freed when it is dropped.
 pub struct Admission {
     _slot: OwnedSemaphorePermit,
+    _share: Option<OwnedSemaphorePermit>,
     metrics: Arc<Metrics>,
 }
 
@@ -61,6 +63,9 @@ impl Drop for Admission {
 pub struct Shield {
     scope: Scope,
     slots: Arc<Semaphore>,
+    /// The part of `slots` that requests streaming a client's body may hold at once: a client
+    /// that trickles its body holds its slot for as long, and must not hold them all (SPEC §14).
+    streams: Arc<Semaphore>,
     queue_timeout: Duration,
     bucket: Bucket,
     cooldowns: Mutex<HashMap<ScopeKey, Instant>>,
@@ -87,6 +92,7 @@ impl Shield {
         Shield {
             scope: config.rate_limit_scope,
             slots: Arc::new(Semaphore::new(config.max_in_flight)),
+            streams: Arc::new(Semaphore::new(streaming_share(config.max_in_flight))),
             queue_timeout: config.queue_timeout,
             bucket,
             cooldowns: Mutex::new(HashMap::new()),
@@ -145,16 +151,27 @@ impl Shield {
     }
 
     /// Asks for one upstream request. `order` requests respect the cooldown; forwarded ones
-    /// do not (SPEC §6).
-    pub async fn admit(&self, scope: ScopeKey, order: bool) -> Result<Admission, Refused> {
-        let result = self.try_admit(scope, order).await;
+    /// do not (SPEC §6). A `streamed` request (one that sends a client's body as it arrives)
+    /// also needs a place in the streaming share.
+    pub async fn admit(
+        &self,
+        scope: ScopeKey,
+        order: bool,
+        streamed: bool,
+    ) -> Result<Admission, Refused> {
+        let result = self.try_admit(scope, order, streamed).await;
         if let Err(refused) = &result {
             self.metrics.shield_rejection(refused.reason);
         }
         result
     }
 
-    async fn try_admit(&self, scope: ScopeKey, order: bool) -> Result<Admission, Refused> {
+    async fn try_admit(
+        &self,
+        scope: ScopeKey,
+        order: bool,
+        streamed: bool,
+    ) -> Result<Admission, Refused> {
         if order {
             if let Some(left) = self.cooldown_left(scope) {
                 return Err(Refused {
@@ -165,13 +182,16 @@ impl Shield {
                 });
             }
         }
-        let slot = match tokio::time::timeout(
-            self.queue_timeout,
-            self.slots.clone().acquire_owned(),
-        )
-        .await
-        {
-            Ok(Ok(slot)) => slot,
+        let places = async {
+            let share = match streamed {
+                true => Some(self.streams.clone().acquire_owned().await?),
+                false => None,
+            };
+            let slot = self.slots.clone().acquire_owned().await?;
+            Ok::<_, tokio::sync::AcquireError>((slot, share))
+        };
+        let (slot, share) = match tokio::time::timeout(self.queue_timeout, places).await {
+            Ok(Ok(places)) => places,
             _ => {
                 return Err(Refused {
                     reason: Refusal::InFlight,
@@ -191,6 +211,7 @@ impl Shield {
         self.metrics.in_flight(1.0);
         Ok(Admission {
             _slot: slot,
+            _share: share,
             metrics: self.metrics.clone(),
         })
     }
@@ -214,6 +235,12 @@ impl Shield {
             }
         }
     }
+}
+
+/// How many in-flight slots requests streaming a client's body may hold at once: half, at
+/// least one.
+fn streaming_share(max_in_flight: usize) -> usize {
+    (max_in_flight / 2).max(1)
 }
 
 /// Whole seconds, rounded up, at least 1: what `Retry-After` says.

@@ -91,6 +91,26 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// Which tier an answer from the cache came from (the access log's `tier`, fleet mode).
+    pub enum Tier {
+        /// This replica's memory.
+        L1 => "l1",
+        /// The fleet's shared tier in Redis.
+        L2 => "l2",
+    }
+}
+
+vocabulary! {
+    /// What a look into the shared tier found (`partner_gateway_fleet_l2_lookups_total`).
+    pub enum L2Lookup {
+        Hit => "hit",
+        Miss => "miss",
+        /// Redis failed or was too slow: a miss that also says so.
+        Error => "error",
+    }
+}
+
 /// `X-Cache`: how an answer to a cached route was produced.
 pub static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
@@ -110,6 +130,8 @@ pub struct Note {
     pub cache: Option<CacheState>,
     /// Why the shield refused this request's upstream call, if it did.
     pub shield: Option<Refusal>,
+    /// Which tier answered from the cache (fleet mode only).
+    pub tier: Option<Tier>,
 }
 
 #[cfg(test)]
@@ -133,6 +155,8 @@ mod tests {
         check(NotStored::ALL, NotStored::index, NotStored::as_str);
         check(Refusal::ALL, Refusal::index, Refusal::as_str);
         check(Eviction::ALL, Eviction::index, Eviction::as_str);
+        check(Tier::ALL, Tier::index, Tier::as_str);
+        check(L2Lookup::ALL, L2Lookup::index, L2Lookup::as_str);
         assert_eq!(CacheState::Revalidated.header(), "REVALIDATED");
     }
 }

@@ -187,3 +187,111 @@ async fn every_key_expires_and_none_holds_a_credential() {
     a.stop().await;
     b.stop().await;
 }
+
+async fn l2_hits(gw: &TestGateway) -> Option<f64> {
+    metric(gw, "partner_gateway_fleet_l2_lookups_total{result=\"hit\"}").await
+}
+
+#[tokio::test]
+async fn the_shared_tier_shares_a_fill_and_keeps_credentials_apart() {
+    let Some(redis) = RedisServer::start("the_shared_tier_shares_a_fill") else {
+        return;
+    };
+    let up = OrderUpstream::start().await;
+    let (a, b) = (
+        replica(&up, &redis, &[]).await,
+        replica(&up, &redis, &[]).await,
+    );
+    for gw in [&a, &b] {
+        eventually(Duration::from_secs(5), || async { fleet_view(gw).await.0 }).await;
+    }
+    let order = new_order();
+    let first = get(&a.order_url(&order), &[("authorization", TOKEN)]).await;
+    assert_eq!(first.header("x-cache"), Some("MISS"));
+    let shared = get(&b.order_url(&order), &[("authorization", TOKEN)]).await;
+    assert_eq!(shared.status, StatusCode::OK);
+    assert_eq!(shared.header("x-cache"), Some("HIT"));
+    assert_eq!(shared.body, first.body);
+    assert_eq!(up.hits(), 1, "one upstream request for two replicas");
+    assert_eq!(l2_hits(&b).await, Some(1.0));
+    // Now in B's memory: the next one is an L1 hit, no Redis.
+    let again = get(&b.order_url(&order), &[("authorization", TOKEN)]).await;
+    assert_eq!(again.header("x-cache"), Some("HIT"));
+    assert_eq!(l2_hits(&b).await, Some(1.0));
+    // Another credential never reads it, on any replica.
+    let other = get(
+        &b.order_url(&order),
+        &[("authorization", "Bearer someone-else")],
+    )
+    .await;
+    assert_eq!(other.header("x-cache"), Some("MISS"));
+    assert_eq!(up.hits(), 2);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn writes_and_purges_on_one_replica_drop_the_shared_entry() {
+    let Some(redis) = RedisServer::start("writes_and_purges_drop_the_shared_entry") else {
+        return;
+    };
+    let up = OrderUpstream::start().await;
+    let (a, b) = (
+        replica(&up, &redis, &[]).await,
+        replica(&up, &redis, &[]).await,
+    );
+    for gw in [&a, &b] {
+        eventually(Duration::from_secs(5), || async { fleet_view(gw).await.0 }).await;
+    }
+    let auth = [("authorization", TOKEN)];
+    // A write through A: B (which never held the order) must not find the old one in L2.
+    let written = new_order();
+    assert_eq!(
+        get(&a.order_url(&written), &auth).await.header("x-cache"),
+        Some("MISS")
+    );
+    let patch = send(
+        http::Method::PATCH,
+        &a.order_url(&written),
+        &auth,
+        bytes::Bytes::from_static(b"{}"),
+    )
+    .await;
+    assert_eq!(patch.status, StatusCode::OK);
+    assert_eq!(
+        get(&b.order_url(&written), &auth).await.header("x-cache"),
+        Some("MISS")
+    );
+    assert_eq!(up.hits(), 3);
+    // A purge on A's admin port: counted in L1 and L2, and gone for B too.
+    let purged_order = new_order();
+    assert_eq!(
+        get(&a.order_url(&purged_order), &auth)
+            .await
+            .header("x-cache"),
+        Some("MISS")
+    );
+    let path = format!("/cache/customers/{}/orders/{purged_order}", CUSTOMER);
+    let purge = send(
+        http::Method::DELETE,
+        &a.admin_url(&path),
+        &[],
+        bytes::Bytes::new(),
+    )
+    .await;
+    assert_eq!(purge.status, StatusCode::OK);
+    assert_eq!(
+        purge.json()["purged"],
+        2,
+        "one in A's memory, one in the shared tier"
+    );
+    assert_eq!(
+        get(&b.order_url(&purged_order), &auth)
+            .await
+            .header("x-cache"),
+        Some("MISS")
+    );
+    assert_eq!(up.hits(), 5);
+    a.stop().await;
+    b.stop().await;
+}

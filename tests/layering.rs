@@ -25,6 +25,7 @@ const LAYERS: &[&str] = &[
     "cache::lookup",
     "cache::fill",
     "cache::tier",
+    "fleet::shared",
     "cache::store",
     "cache::cacheability",
     "cache::policy",

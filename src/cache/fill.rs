@@ -28,7 +28,7 @@ use crate::error::GatewayError;
 use crate::front::conditional::RequestDirectives;
 use crate::front::credential::Fingerprint;
 use crate::ops::metrics::Metrics;
-use crate::outcome::{CacheState, NotStored, Refusal};
+use crate::outcome::{CacheState, NotStored, Refusal, Tier};
 use crate::upstream::client::describe;
 use crate::upstream::exchange::{Exchange, Failure, Purpose};
 use crate::upstream::shield::ScopeKey;
@@ -41,6 +41,8 @@ pub enum Outcome {
         entry: Arc<Entry>,
         state: CacheState,
         upstream_status: Option<u16>,
+        /// The tier it came from, when it came from the cache rather than the upstream.
+        tier: Option<Tier>,
     },
     /// The upstream failed, or the shield refused the call, and the prior entry may stand in
     /// (SPEC §4.1, stale-if-error).
@@ -168,24 +170,41 @@ impl Fills {
 async fn run(
     ctx: &FillContext,
     key: &CacheKey,
-    prior: Option<Arc<Entry>>,
+    mut prior: Option<Arc<Entry>>,
     scope: ScopeKey,
     mut request: Request<Body>,
 ) -> Outcome {
     let epoch = ctx.tiers.epoch();
+    let fresh = |entry: &Entry| {
+        let age = entry.age(Instant::now());
+        let none = RequestDirectives::default();
+        ctx.policy.freshness(entry.kind(), age, &none) == Freshness::Fresh
+    };
     // Someone may have stored a newer entry between this caller's lookup and now.
     if let Some(current) = ctx.tiers.get(key) {
         let newer = prior.as_ref().is_none_or(|p| p.id != current.id);
-        let age = current.age(Instant::now());
-        let fresh = ctx
-            .policy
-            .freshness(current.kind(), age, &RequestDirectives::default());
-        if newer && fresh == Freshness::Fresh {
+        if newer && fresh(&current) {
             return Outcome::Entry {
                 entry: current,
                 state: CacheState::Hit,
                 upstream_status: None,
+                tier: Some(Tier::L1),
             };
+        }
+    }
+    // Fleet mode: what another replica stored answers by its age (SPEC §12.1); one too old to
+    // serve still makes this fill a revalidation.
+    if prior.is_none() && ctx.tiers.is_shared() {
+        if let Some(shared) = ctx.tiers.get_shared(key, epoch).await {
+            if fresh(&shared) {
+                return Outcome::Entry {
+                    entry: shared,
+                    state: CacheState::Hit,
+                    upstream_status: None,
+                    tier: Some(Tier::L2),
+                };
+            }
+            prior = Some(shared).filter(|e| !e.is_negative());
         }
     }
     if let Some(etag) = prior.as_ref().and_then(|p| p.etag.clone()) {
@@ -225,7 +244,7 @@ async fn run(
         StatusCode::NOT_FOUND,
     ];
     if let Some(prior) = prior.as_ref().filter(|_| refused.contains(&status)) {
-        let dropped = ctx.tiers.drop_entry(key, prior);
+        let dropped = ctx.tiers.drop_entry(key, prior).await;
         tracing::info!(
             status = status.as_u16(),
             dropped,
@@ -236,11 +255,12 @@ async fn run(
     if status == StatusCode::NOT_MODIFIED {
         if let Some(prior) = prior.as_ref().filter(|p| p.etag.is_some()) {
             let entry = Arc::new(prior.refreshed(now));
-            ctx.tiers.put(key.clone(), entry.clone(), epoch);
+            ctx.tiers.put(key.clone(), entry.clone(), epoch).await;
             return Outcome::Entry {
                 entry,
                 state: CacheState::Revalidated,
                 upstream_status,
+                tier: None,
             };
         }
     }
@@ -257,11 +277,12 @@ async fn run(
     let content_type = head.headers.get(CONTENT_TYPE).map(detach);
     if status == StatusCode::NOT_FOUND && ctx.remember_not_found {
         let entry = Arc::new(Entry::new(status, body, content_type, None, now));
-        ctx.tiers.put(key.clone(), entry.clone(), epoch);
+        ctx.tiers.put(key.clone(), entry.clone(), epoch).await;
         return Outcome::Entry {
             entry,
             state: CacheState::Miss,
             upstream_status,
+            tier: None,
         };
     }
     match cacheability::judge(status, &head.headers, &body, &key.order.order) {
@@ -277,7 +298,7 @@ async fn run(
                 Some(storable.etag),
                 now,
             ));
-            ctx.tiers.put(key.clone(), entry.clone(), epoch);
+            ctx.tiers.put(key.clone(), entry.clone(), epoch).await;
             Outcome::Entry {
                 entry,
                 state: if unchanged {
@@ -286,6 +307,7 @@ async fn run(
                     CacheState::Miss
                 },
                 upstream_status,
+                tier: None,
             }
         }
         Err(reason) => {

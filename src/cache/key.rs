@@ -32,6 +32,16 @@ impl std::fmt::Debug for PartitionId {
     }
 }
 
+impl PartitionId {
+    /// The partition's name in the shared tier's keys: the fingerprint's hex, or `shared`.
+    pub fn label(&self) -> String {
+        match &self.0 {
+            Some(fingerprint) => fingerprint.to_hex(),
+            None => "shared".to_owned(),
+        }
+    }
+}
+
 /// Identifies one cached answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheKey {

@@ -25,7 +25,7 @@ use crate::front::correlation::{Correlation, CORRELATION_ID, REQUEST_ID};
 use crate::front::credential::Fingerprint;
 use crate::front::route::OrderRef;
 use crate::ops::metrics::Metrics;
-use crate::outcome::{CacheState, Note, X_CACHE};
+use crate::outcome::{CacheState, Note, Tier, X_CACHE};
 use crate::upstream::exchange::{Exchange, Purpose};
 use crate::upstream::forward;
 use crate::upstream::shield::ScopeKey;
@@ -121,12 +121,16 @@ impl OrderCache {
             .as_ref()
             .map(|e| self.policy.freshness(e.kind(), e.age(now), &directives));
         if let Some(entry) = &entry {
+            // SPEC §9: in fleet mode the access line says which tier answered.
+            let from_memory = self.tiers.is_shared().then_some(Tier::L1);
             match freshness {
                 Some(Freshness::Fresh) => {
+                    note.tier = from_memory;
                     let response = answer(entry, CacheState::Hit, &parts, correlation, note, now);
                     return Ok(Lookup::Answered(response));
                 }
                 Some(Freshness::Stale) => {
+                    note.tier = from_memory;
                     if !directives.only_if_cached {
                         // One background refresh per key: a refresh in progress is joined,
                         // not repeated, and runs on even though nobody waits for it. Its logs
@@ -191,8 +195,10 @@ impl OrderCache {
                 entry,
                 state,
                 upstream_status,
+                tier,
             } => {
                 note.upstream_status = *upstream_status;
+                note.tier = tier.filter(|_| self.tiers.is_shared());
                 Ok(answer(entry, *state, parts, correlation, note, now))
             }
             Outcome::Stale {
@@ -202,6 +208,7 @@ impl OrderCache {
             } => {
                 note.upstream_status = *upstream_status;
                 note.shield = *refusal;
+                note.tier = self.tiers.is_shared().then_some(Tier::L1);
                 Ok(answer(
                     entry,
                     CacheState::Stale,

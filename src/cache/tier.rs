@@ -2,18 +2,18 @@
 //! behind.
 //!
 //! The lookup, the fill, the write invalidation and the admin talk to [`Tiers`] only, never to
-//! a tier directly. Today it holds one tier, the memory store (L1). Fleet mode (SPEC §12) adds
-//! a shared tier (L2, Redis) behind the same methods: [`Tiers::get`] stays L1-only and
-//! synchronous (the hit path never waits for Redis), a miss then asks L2 before the upstream,
-//! [`Tiers::put`] writes L2 before L1 (write-through, before the answer goes out), and
-//! [`Tiers::purge`] drops in L2 and tells the other replicas. New resources (SPEC §13) add
-//! [`Purge`] words; callers do not change.
+//! a tier directly. It holds the memory store (L1) and, in fleet mode (SPEC §12), the fleet's
+//! shared tier (L2, Redis): [`Tiers::get`] stays L1-only and synchronous (the hit path never
+//! waits for Redis), a fill asks L2 ([`Tiers::get_shared`]) before the upstream,
+//! [`Tiers::put`] writes both tiers before the answer goes out, and [`Tiers::purge`] drops in
+//! both. New resources (SPEC §13) add [`Purge`] words; callers do not change.
 
 use std::sync::Arc;
 
 use crate::cache::key::{CacheKey, Purge};
 use crate::cache::policy::Policy;
 use crate::cache::store::{Entry, Store};
+use crate::fleet::shared::SharedTier;
 use crate::ops::metrics::Metrics;
 
 /// A purge generation: read before a fill asks the upstream, checked when it stores, so that
@@ -33,21 +33,41 @@ pub struct Usage {
 /// Every tier of the cache, behind one small interface.
 pub struct Tiers {
     memory: Store,
+    shared: Option<SharedTier>,
 }
 
 impl Tiers {
     /// The tiers of this process: the memory store, bounded by `max_bytes` and keeping entries
-    /// as long as `policy` can use them.
-    pub fn new(max_bytes: u64, policy: &Policy, metrics: Arc<Metrics>) -> Tiers {
+    /// as long as `policy` can use them, and in fleet mode the fleet's shared tier.
+    pub fn new(
+        max_bytes: u64,
+        policy: &Policy,
+        metrics: Arc<Metrics>,
+        shared: Option<SharedTier>,
+    ) -> Tiers {
         Tiers {
             memory: Store::new(max_bytes, policy, metrics),
+            shared,
         }
     }
 
+    /// Whether a shared tier stands behind memory (fleet mode).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
     /// The entry for `key`, whatever its age, from memory: answers without waiting, so a hit
-    /// builds no future.
+    /// builds no future and never touches Redis.
     pub fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
         self.memory.get(key)
+    }
+
+    /// The entry for `key` from the shared tier, copied into memory (unless a purge happened
+    /// since `epoch`). Only after a memory miss, and only in fleet mode.
+    pub async fn get_shared(&self, key: &CacheKey, epoch: Epoch) -> Option<Arc<Entry>> {
+        let entry = Arc::new(self.shared.as_ref()?.get(key).await?);
+        self.memory.insert(key.clone(), entry.clone(), epoch.0);
+        Some(entry)
     }
 
     /// The current purge generation, for a fill about to ask the upstream.
@@ -55,23 +75,49 @@ impl Tiers {
         Epoch(self.memory.epoch())
     }
 
-    /// Stores an entry in every tier, unless a purge happened since `epoch`. Returns whether
-    /// it was stored.
-    pub fn put(&self, key: CacheKey, entry: Arc<Entry>, epoch: Epoch) -> bool {
-        self.memory.insert(key, entry, epoch.0)
+    /// Stores an entry in every tier — the shared one before this returns, so the answer that
+    /// follows is already there for every replica — unless a purge happened since `epoch`.
+    /// Returns whether it was stored.
+    pub async fn put(&self, key: CacheKey, entry: Arc<Entry>, epoch: Epoch) -> bool {
+        if !self.memory.insert(key.clone(), entry.clone(), epoch.0) {
+            return false;
+        }
+        if let Some(shared) = &self.shared {
+            shared.put(&key, &entry).await;
+        }
+        true
     }
 
-    /// Drops one key's entry from every tier, if it is still `entry` (a revalidation learned
-    /// that it may no longer be served: a 401, 403 or 404).
-    pub fn drop_entry(&self, key: &CacheKey, entry: &Entry) -> bool {
-        self.memory.remove(key, entry.id)
+    /// Drops one key's entry from every tier, if memory still holds `entry` (a revalidation
+    /// learned that it may no longer be served: a 401, 403 or 404).
+    pub async fn drop_entry(&self, key: &CacheKey, entry: &Entry) -> bool {
+        let dropped = self.memory.remove(key, entry.id);
+        if let Some(shared) = &self.shared {
+            shared.remove(key).await;
+        }
+        dropped
     }
 
-    /// Drops what `what` names from every tier; returns how many entries this process held.
-    pub fn purge(&self, what: Purge) -> usize {
+    /// Drops what `what` names from this process's memory only (after a fleet outage, or as
+    /// the first step of [`Tiers::purge`]). Synchronous: a large purge belongs on the blocking
+    /// pool.
+    pub fn purge_memory(&self, what: Purge) -> usize {
         let purged = self.memory.purge(what);
-        tracing::debug!(purged, ?what, "cache purged");
+        tracing::debug!(purged, ?what, "memory tier purged");
         purged
+    }
+
+    /// Drops what `what` names from the shared tier; returns how many entries it held.
+    pub async fn purge_shared(&self, what: Purge) -> usize {
+        match &self.shared {
+            Some(shared) => shared.purge(what).await,
+            None => 0,
+        }
+    }
+
+    /// Drops what `what` names from every tier; returns how many entries they held.
+    pub async fn purge(&self, what: Purge) -> usize {
+        self.purge_memory(what) + self.purge_shared(what).await
     }
 
     /// Entries and bytes held in memory, current as of this call.
@@ -90,10 +136,10 @@ mod tests {
     use http::{HeaderValue, StatusCode};
     use std::time::Instant;
 
-    #[test]
-    fn a_fill_that_began_before_a_purge_does_not_store_after_it() {
+    #[tokio::test]
+    async fn a_fill_that_began_before_a_purge_does_not_store_after_it() {
         let config = Config::defaults().expect("defaults");
-        let tiers = Tiers::new(1 << 20, &Policy::new(&config.cache), Arc::default());
+        let tiers = Tiers::new(1 << 20, &Policy::new(&config.cache), Arc::default(), None);
         let order = OrderRef {
             customer: Guid::parse("00000000-0000-0000-0000-0000000000c1").expect("c"),
             order: Guid::parse("00000000-0000-0000-0000-0000000000a1").expect("o"),
@@ -115,12 +161,12 @@ mod tests {
             ))
         };
         let before = tiers.epoch();
-        assert!(tiers.put(key.clone(), entry(), before));
+        assert!(tiers.put(key.clone(), entry(), before).await);
         assert!(tiers.get(&key).is_some());
-        assert_eq!(tiers.purge(Purge::Order(order)), 1);
+        assert_eq!(tiers.purge(Purge::Order(order)).await, 1);
         assert!(tiers.get(&key).is_none());
-        assert!(!tiers.put(key.clone(), entry(), before));
-        assert!(tiers.put(key.clone(), entry(), tiers.epoch()));
+        assert!(!tiers.put(key.clone(), entry(), before).await);
+        assert!(tiers.put(key.clone(), entry(), tiers.epoch()).await);
         assert_eq!(
             tiers.usage().entries,
             1,

@@ -2,10 +2,10 @@
 //! the listeners and stopped with them.
 //!
 //! What fleet mode does today: replicas find each other (the live count, `fleet_up`, the
-//! `fleet` field of `/cache/stats`), a replica that loses Redis keeps serving alone and drops
-//! its memory tier when it rejoins, and credential hashes agree across replicas
-//! (`fleet.partition_secret`). The shared tier, fleet-wide fills, invalidation and budget
-//! build on this (SPEC §12.1–12.4).
+//! `fleet` field of `/cache/stats`), share a tier of entries in Redis (L2), lose Redis without
+//! failing a request and drop their memory tier when they rejoin; credential hashes agree
+//! across replicas (`fleet.partition_secret`). Fleet-wide fills, invalidation of other
+//! replicas' memory and the fleet budget build on this (SPEC §12.2–12.4).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +44,11 @@ impl Replica {
     /// Registers work to do after every outage, before the replica counts as rejoined.
     pub fn on_rejoin(&self, work: impl Fn() + Send + Sync + 'static) {
         self.link.on_rejoin(work);
+    }
+
+    /// The link to the fleet's Redis, for the parts that use it (the shared tier).
+    pub fn link(&self) -> Arc<Link> {
+        self.link.clone()
     }
 
     /// Whether the replica is part of the fleet now.

@@ -23,6 +23,14 @@ impl std::fmt::Debug for Fingerprint {
     }
 }
 
+impl Fingerprint {
+    /// The hash as hex: a name for a partition outside the process (the shared tier's keys).
+    /// It is a keyed hash, not a credential.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// Hashes credentials under the process's secret.
 pub struct Fingerprinter {
     secret: [u8; 32],

@@ -27,11 +27,12 @@ use crate::cache::tier::Tiers;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::fleet::replica::Replica;
+use crate::fleet::shared::SharedTier;
 use crate::front::correlation::Correlation;
 use crate::front::credential::{CredentialMemo, Fingerprint, Fingerprinter};
 use crate::front::route::{self, Route};
 use crate::ops::metrics::Metrics;
-use crate::outcome::{CacheState, Note, Refusal};
+use crate::outcome::{CacheState, Note, Refusal, Tier};
 use crate::upstream::client::UpstreamSetupError;
 use crate::upstream::exchange::{Exchange, Purpose};
 
@@ -81,22 +82,32 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         let exchange = Arc::new(Exchange::new(&config.upstream, metrics.clone())?);
         let policy = Policy::new(&config.cache);
-        let tiers = Arc::new(Tiers::new(config.cache.max_bytes, &policy, metrics.clone()));
+        let fleet = config
+            .fleet
+            .enabled()
+            .then(|| Replica::new(&config.fleet, metrics.clone()));
+        let shared = fleet.as_ref().map(|replica| {
+            SharedTier::new(replica.link(), &config.fleet.name, policy, metrics.clone())
+        });
+        let tiers = Arc::new(Tiers::new(
+            config.cache.max_bytes,
+            &policy,
+            metrics.clone(),
+            shared,
+        ));
+        if let Some(replica) = &fleet {
+            // SPEC §12.5: after an outage, nothing written elsewhere meanwhile may outlive it.
+            let memory = tiers.clone();
+            replica.on_rejoin(move || {
+                memory.purge_memory(Purge::All);
+            });
+        }
         let cache = OrderCache::new(
             &config.cache,
             tiers.clone(),
             exchange.clone(),
             metrics.clone(),
         );
-        let fleet = config.fleet.enabled().then(|| {
-            let replica = Replica::new(&config.fleet, metrics.clone());
-            // SPEC §12.5: after an outage, nothing written elsewhere meanwhile may outlive it.
-            let memory = tiers.clone();
-            replica.on_rejoin(move || {
-                memory.purge(Purge::All);
-            });
-            replica
-        });
         // Replicas of one fleet must hash a credential alike (SPEC §12.1).
         let fingerprints = match config.fleet.partition_secret.as_str() {
             "" => Fingerprinter::new(),
@@ -269,7 +280,7 @@ impl Gateway {
             .await?;
         if response.status().is_success() && !parts.method.is_safe() {
             if let Some(order) = route::order_at_or_below(parts.uri.path()) {
-                let purged = self.tiers.purge(Purge::Order(order));
+                let purged = self.tiers.purge(Purge::Order(order)).await;
                 tracing::debug!(purged, "order invalidated by a successful unsafe request");
             }
         }
@@ -313,6 +324,7 @@ fn access_log(
         cache = note.cache.map(CacheState::as_str),
         upstream_status = note.upstream_status,
         shield = note.shield.map(Refusal::as_str),
+        tier = note.tier.map(Tier::as_str),
         error,
         latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
         correlation_id = exchanged.correlation.correlation_str(),

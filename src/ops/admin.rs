@@ -195,8 +195,9 @@ async fn cache_admin(
     };
     // A purge may remove many entries one by one (a whole cache: 100,000s): it runs on the
     // blocking pool, never on a worker that answers requests.
+    // In fleet mode the shared tier is purged too (SPEC §12.3); N counts both.
     let tiers = gateway.tiers.clone();
-    let purged = tokio::task::spawn_blocking(move || tiers.purge(target)).await;
+    let purged = tokio::task::spawn_blocking(move || tiers.purge_memory(target)).await;
     let Ok(purged) = purged else {
         tracing::error!(purge = ?target, "cache purge failed");
         return correlated(json(
@@ -204,6 +205,7 @@ async fn cache_admin(
             r#"{"error":"purge failed"}"#.to_owned(),
         ));
     };
+    let purged = purged + gateway.tiers.purge_shared(target).await;
     // `purge`, not `target`: every line already has a `target` (the module), one key per name.
     tracing::info!(
         purged,

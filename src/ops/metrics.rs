@@ -16,7 +16,7 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-use crate::outcome::{CacheState, Eviction, NotStored, Refusal};
+use crate::outcome::{CacheState, Eviction, L2Lookup, NotStored, Refusal};
 
 /// Request latency buckets, in seconds: from a cache hit (~50 µs) to a slow upstream (10 s).
 const BUCKETS: [f64; 14] = [
@@ -63,6 +63,7 @@ pub struct Metrics {
     upstream_in_flight: Gauge,
     fleet_up: Gauge,
     fleet_replicas: Gauge,
+    l2_lookups: Vec<Counter>,
     outcomes: [AtomicU64; CACHE_SLOTS],
 }
 
@@ -148,6 +149,10 @@ impl Metrics {
             "Live replicas of the fleet last seen, this one included (fleet mode).",
         );
         describe(
+            "partner_gateway_fleet_l2_lookups_total",
+            "Looks into the fleet's shared tier after an L1 miss, by result (fleet mode).",
+        );
+        describe(
             "partner_gateway_build_info",
             "Build information; the value is always 1.",
         );
@@ -217,6 +222,15 @@ impl Metrics {
             upstream_in_flight: gauge("partner_gateway_upstream_in_flight", vec![]),
             fleet_up: gauge("partner_gateway_fleet_up", vec![]),
             fleet_replicas: gauge("partner_gateway_fleet_replicas", vec![]),
+            l2_lookups: L2Lookup::ALL
+                .iter()
+                .map(|r| {
+                    counter(
+                        "partner_gateway_fleet_l2_lookups_total",
+                        vec![Label::from_static_parts("result", r.as_str())],
+                    )
+                })
+                .collect(),
             outcomes: Default::default(),
             handle,
             recorder,
@@ -312,6 +326,11 @@ impl Metrics {
     /// Whether this replica is part of its fleet now.
     pub fn fleet_up(&self, up: bool) {
         self.fleet_up.set(if up { 1.0 } else { 0.0 });
+    }
+
+    /// One look into the shared tier.
+    pub fn l2_lookup(&self, result: L2Lookup) {
+        self.l2_lookups[result.index()].increment(1);
     }
 
     /// Live replicas of the fleet last seen.

@@ -1,0 +1,296 @@
+//! The shared tier (L2, SPEC §12.1): the fleet's entries in Redis, so that what one replica
+//! fetched every replica can answer.
+//!
+//! An entry holds what L1 holds — body bytes, content type, etag, status and its stored time
+//! (wall clock, so `Age` and freshness agree on every replica) — under a key made of the order,
+//! the locale and the partition (the keyed credential hash, never a credential). It expires
+//! when the same entry would leave L1. Each customer's keys share one Cluster slot (hash tag
+//! `{name:customer}`), with an index per order and per customer, so a purge of an order or a
+//! customer is one script in one slot; a fleet-wide set of customers serves "purge all".
+//! Every call is bounded by `fleet.timeout` through the [`Link`]; a failure is a miss.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderValue, StatusCode};
+
+use crate::cache::key::{CacheKey, Purge};
+use crate::cache::policy::Policy;
+use crate::cache::store::Entry;
+use crate::fleet::link::{Link, Query};
+use crate::ops::metrics::Metrics;
+use crate::outcome::L2Lookup;
+
+/// Stores an entry and records it in its order's and customer's indexes, all with expiries.
+const PUT: &str = r"
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+for i = 2, 3 do
+  redis.call('SADD', KEYS[i], i == 2 and KEYS[1] or KEYS[2])
+  if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[2]) then
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  end
+end
+return 1
+";
+
+/// Drops the entries of the orders whose indexes are given (KEYS[2..]) and unlinks them from
+/// the customer's index (KEYS[1]); with no order given, every order of the customer.
+const PURGE: &str = r"
+local orders = {}
+for i = 2, #KEYS do orders[#orders + 1] = KEYS[i] end
+if #orders == 0 then orders = redis.call('SMEMBERS', KEYS[1]) end
+local dropped = 0
+for _, order in ipairs(orders) do
+  for _, entry in ipairs(redis.call('SMEMBERS', order)) do
+    dropped = dropped + redis.call('DEL', entry)
+  end
+  redis.call('DEL', order)
+  redis.call('SREM', KEYS[1], order)
+end
+if #KEYS == 1 then redis.call('DEL', KEYS[1]) end
+return dropped
+";
+
+/// Version tag of the stored format.
+const FORMAT: &[u8] = b"pg1";
+
+/// The fleet's shared tier.
+pub struct SharedTier {
+    link: Arc<Link>,
+    name: String,
+    policy: Policy,
+    metrics: Arc<Metrics>,
+    put: redis::Script,
+    purge: redis::Script,
+}
+
+impl SharedTier {
+    /// The shared tier of the fleet `name`, keeping entries as long as `policy` can use them.
+    pub fn new(link: Arc<Link>, name: &str, policy: Policy, metrics: Arc<Metrics>) -> SharedTier {
+        SharedTier {
+            link,
+            name: name.to_owned(),
+            policy,
+            metrics,
+            put: redis::Script::new(PUT),
+            purge: redis::Script::new(PURGE),
+        }
+    }
+
+    /// The entry for `key`, if the fleet holds one; a Redis failure counts as a miss.
+    pub async fn get(&self, key: &CacheKey) -> Option<Entry> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.entry_key(key));
+        let found = self.link.run::<Option<Vec<u8>>>(Query::Cmd(&cmd)).await;
+        let (result, entry) = match found {
+            Ok(Some(bytes)) => match decode(&bytes) {
+                Some(entry) => (L2Lookup::Hit, Some(entry)),
+                None => (L2Lookup::Miss, None),
+            },
+            Ok(None) => (L2Lookup::Miss, None),
+            Err(e) => {
+                tracing::debug!(error = %e, "shared tier lookup failed");
+                (L2Lookup::Error, None)
+            }
+        };
+        self.metrics.l2_lookup(result);
+        entry
+    }
+
+    /// Stores `entry` for as long as L1 would keep it from now.
+    pub async fn put(&self, key: &CacheKey, entry: &Entry) {
+        let age = entry.age(Instant::now());
+        let left = self.policy.retention(entry.kind()).saturating_sub(age);
+        if left < Duration::from_millis(1) {
+            return;
+        }
+        let mut invocation = self.put.prepare_invoke();
+        invocation
+            .key(self.entry_key(key))
+            .key(self.order_key(key))
+            .key(self.customer_key(&key.order.customer.to_string()))
+            .arg(encode(entry, age).as_ref())
+            .arg(left.as_millis() as u64);
+        let stored = self.link.run::<i64>(Query::Script(&invocation)).await;
+        let mut known = redis::cmd("SADD");
+        known
+            .arg(self.customers_key())
+            .arg(key.order.customer.to_string());
+        let mut expire = redis::cmd("PEXPIRE");
+        expire
+            .arg(self.customers_key())
+            .arg(self.policy.longest_retention().as_millis() as u64);
+        if let Err(e) = stored {
+            tracing::debug!(error = %e, "shared tier store failed");
+        } else {
+            let _ = self.link.run::<i64>(Query::Cmd(&known)).await;
+            let _ = self.link.run::<i64>(Query::Cmd(&expire)).await;
+        }
+    }
+
+    /// Drops one key's entry (a revalidation was refused).
+    pub async fn remove(&self, key: &CacheKey) {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.entry_key(key));
+        let _ = self.link.run::<i64>(Query::Cmd(&cmd)).await;
+    }
+
+    /// Drops what `what` names; returns how many entries the fleet held.
+    pub async fn purge(&self, what: Purge) -> usize {
+        let customers: Vec<(String, Option<String>)> = match what {
+            Purge::Order(order) => {
+                vec![(order.customer.to_string(), Some(order.order.to_string()))]
+            }
+            Purge::Customer(customer) => vec![(customer.to_string(), None)],
+            Purge::All => {
+                let mut cmd = redis::cmd("SMEMBERS");
+                cmd.arg(self.customers_key());
+                let all = self.link.run::<Vec<String>>(Query::Cmd(&cmd)).await;
+                all.unwrap_or_default()
+                    .into_iter()
+                    .map(|c| (c, None))
+                    .collect()
+            }
+        };
+        let mut dropped = 0;
+        for (customer, order) in customers {
+            let mut invocation = self.purge.prepare_invoke();
+            invocation.key(self.customer_key(&customer));
+            if let Some(order) = order {
+                invocation.key(format!("{}:o:{order}", self.prefix(&customer)));
+            }
+            match self.link.run::<i64>(Query::Script(&invocation)).await {
+                Ok(n) => dropped += usize::try_from(n).unwrap_or(0),
+                Err(e) => tracing::warn!(error = %e, "shared tier purge failed"),
+            }
+        }
+        dropped
+    }
+
+    /// `{name}:{{name:customer}}`: the fleet, then the customer's Cluster slot.
+    fn prefix(&self, customer: &str) -> String {
+        format!("{}:{{{}:{customer}}}", self.name, self.name)
+    }
+
+    fn entry_key(&self, key: &CacheKey) -> String {
+        let locale = key
+            .locale
+            .as_ref()
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or("-");
+        format!(
+            "{}:e:{}:{}:{locale}",
+            self.prefix(&key.order.customer.to_string()),
+            key.order.order,
+            key.partition.label(),
+        )
+    }
+
+    fn order_key(&self, key: &CacheKey) -> String {
+        let customer = key.order.customer.to_string();
+        format!("{}:o:{}", self.prefix(&customer), key.order.order)
+    }
+
+    fn customer_key(&self, customer: &str) -> String {
+        format!("{}:c", self.prefix(customer))
+    }
+
+    fn customers_key(&self) -> String {
+        format!("{}:{{{}}}:customers", self.name, self.name)
+    }
+}
+
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `pg1`, stored time (Unix ms), status, content type, etag — one per line — then the body.
+fn encode(entry: &Entry, age: Duration) -> Bytes {
+    let stored = unix_ms(SystemTime::now()).saturating_sub(age.as_millis() as u64);
+    let text = |v: &Option<HeaderValue>| v.as_ref().map_or(&[][..], |v| v.as_bytes()).to_vec();
+    let mut out = BytesMut::with_capacity(entry.body.len() + 128);
+    for line in [
+        FORMAT.to_vec(),
+        stored.to_string().into_bytes(),
+        entry.status.as_u16().to_string().into_bytes(),
+        text(&entry.content_type),
+        text(&entry.etag),
+    ] {
+        out.put_slice(&line);
+        out.put_u8(b'\n');
+    }
+    out.put_slice(&entry.body);
+    out.freeze()
+}
+
+/// The entry `encode` wrote, its stored time turned into this process's clock; `None` for
+/// anything else.
+fn decode(bytes: &[u8]) -> Option<Entry> {
+    let mut fields = bytes.splitn(6, |&b| b == b'\n');
+    let mut next = || fields.next();
+    if next()? != FORMAT {
+        return None;
+    }
+    let number = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u64>().ok();
+    let stored = number(next()?)?;
+    let status = StatusCode::from_u16(u16::try_from(number(next()?)?).ok()?).ok()?;
+    let header = |b: &[u8]| {
+        (!b.is_empty())
+            .then(|| HeaderValue::from_bytes(b).ok())
+            .flatten()
+    };
+    let content_type = header(next()?);
+    let etag = header(next()?);
+    let body = Bytes::copy_from_slice(next()?);
+    let age = Duration::from_millis(unix_ms(SystemTime::now()).saturating_sub(stored));
+    let now = Instant::now();
+    let stored_at = now.checked_sub(age).unwrap_or(now);
+    Some(Entry::new(status, body, content_type, etag, stored_at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_with_their_age() {
+        let entry = Entry::new(
+            StatusCode::OK,
+            Bytes::from_static(b"{\"id\":\"x\"}\n\nwith newlines"),
+            Some(HeaderValue::from_static("application/json")),
+            Some(HeaderValue::from_static("\"e1\"")),
+            Instant::now(),
+        );
+        let bytes = encode(&entry, Duration::from_secs(7));
+        let back = decode(&bytes).expect("decodes");
+        assert_eq!(back.body, entry.body);
+        assert_eq!(back.status, StatusCode::OK);
+        assert_eq!(back.content_type, entry.content_type);
+        assert_eq!(back.etag, entry.etag);
+        let age = back.age(Instant::now());
+        assert!(
+            age >= Duration::from_secs(7) && age < Duration::from_secs(9),
+            "{age:?}"
+        );
+        let negative = Entry::new(
+            StatusCode::NOT_FOUND,
+            Bytes::new(),
+            None,
+            None,
+            Instant::now(),
+        );
+        let back = decode(&encode(&negative, Duration::ZERO)).expect("decodes");
+        assert!(back.is_negative() && back.etag.is_none() && back.content_type.is_none());
+        for junk in [
+            &b""[..],
+            b"pg1",
+            b"pg2\n1\n200\n\n\n",
+            b"pg1\nx\n200\n\n\n",
+            b"pg1\n1\n99\n\n\n",
+        ] {
+            assert!(decode(junk).is_none(), "{junk:?}");
+        }
+    }
+}

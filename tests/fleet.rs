@@ -36,6 +36,23 @@ async fn replica(up: &OrderUpstream, redis: &RedisServer, extra: &[(&str, &str)]
     TestGateway::with(&up.base_url, &overrides).await
 }
 
+/// A Redis, an upstream and two replicas that both see the fleet (`None`: no redis-server).
+async fn two_replicas(
+    test: &str,
+) -> Option<(RedisServer, OrderUpstream, TestGateway, TestGateway)> {
+    let redis = RedisServer::start(test)?;
+    let up = OrderUpstream::start().await;
+    let a = replica(&up, &redis, &[]).await;
+    let b = replica(&up, &redis, &[]).await;
+    for gw in [&a, &b] {
+        eventually(Duration::from_secs(5), || async {
+            fleet_view(gw).await == (true, 2)
+        })
+        .await;
+    }
+    Some((redis, up, a, b))
+}
+
 async fn fleet_view(gw: &TestGateway) -> (bool, u64) {
     let stats = gw.stats().await;
     (
@@ -153,18 +170,9 @@ async fn without_redis_a_replica_serves_alone_and_rejoins_with_an_empty_memory()
 
 #[tokio::test]
 async fn every_key_expires_and_none_holds_a_credential() {
-    let Some(redis) = RedisServer::start("every_key_expires") else {
+    let Some((redis, _up, a, b)) = two_replicas("every_key_expires").await else {
         return;
     };
-    let up = OrderUpstream::start().await;
-    let (a, b) = (
-        replica(&up, &redis, &[]).await,
-        replica(&up, &redis, &[]).await,
-    );
-    eventually(Duration::from_secs(5), || async {
-        fleet_view(&a).await == (true, 2)
-    })
-    .await;
     let reply = get(&a.order_url(&new_order()), &[("authorization", TOKEN)]).await;
     assert_eq!(reply.status, StatusCode::OK);
     let keys = redis.command("KEYS *");
@@ -194,17 +202,9 @@ async fn l2_hits(gw: &TestGateway) -> Option<f64> {
 
 #[tokio::test]
 async fn the_shared_tier_shares_a_fill_and_keeps_credentials_apart() {
-    let Some(redis) = RedisServer::start("the_shared_tier_shares_a_fill") else {
+    let Some((_redis, up, a, b)) = two_replicas("the_shared_tier_shares_a_fill").await else {
         return;
     };
-    let up = OrderUpstream::start().await;
-    let (a, b) = (
-        replica(&up, &redis, &[]).await,
-        replica(&up, &redis, &[]).await,
-    );
-    for gw in [&a, &b] {
-        eventually(Duration::from_secs(5), || async { fleet_view(gw).await.0 }).await;
-    }
     let order = new_order();
     let first = get(&a.order_url(&order), &[("authorization", TOKEN)]).await;
     assert_eq!(first.header("x-cache"), Some("MISS"));
@@ -232,17 +232,10 @@ async fn the_shared_tier_shares_a_fill_and_keeps_credentials_apart() {
 
 #[tokio::test]
 async fn writes_and_purges_on_one_replica_drop_the_shared_entry() {
-    let Some(redis) = RedisServer::start("writes_and_purges_drop_the_shared_entry") else {
+    let Some((_redis, up, a, b)) = two_replicas("writes_and_purges_drop_the_shared_entry").await
+    else {
         return;
     };
-    let up = OrderUpstream::start().await;
-    let (a, b) = (
-        replica(&up, &redis, &[]).await,
-        replica(&up, &redis, &[]).await,
-    );
-    for gw in [&a, &b] {
-        eventually(Duration::from_secs(5), || async { fleet_view(gw).await.0 }).await;
-    }
     let auth = [("authorization", TOKEN)];
     // A write through A: B (which never held the order) must not find the old one in L2.
     let written = new_order();

@@ -4,6 +4,7 @@
 
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use http::StatusCode;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::front::conditional::{format_etag, response_forbids_store};
@@ -18,7 +19,9 @@ pub struct Storable {
     pub etag: HeaderValue,
 }
 
-/// The fields of an Order this gateway reads; everything else is ignored unparsed.
+/// The fields of an Order this gateway reads; everything else is ignored unparsed. serde's
+/// derive would also read a struct from an array of its fields in order, which no Order is:
+/// `judge` admits a top-level object only, and [`AttributesProbe`] reads objects only.
 #[derive(Deserialize)]
 struct OrderProbe<'a> {
     #[serde(borrow)]
@@ -26,9 +29,58 @@ struct OrderProbe<'a> {
     attributes: Option<AttributesProbe>,
 }
 
-#[derive(Deserialize)]
+/// `attributes.etag`, read from a JSON object only; other members are skipped unparsed.
 struct AttributesProbe {
     etag: Option<serde_json::Value>,
+}
+
+impl<'de> Deserialize<'de> for AttributesProbe {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = AttributesProbe;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an attributes object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AttributesProbe, A::Error> {
+                let mut etag = None;
+                while let Some(IsEtag(is_etag)) = map.next_key()? {
+                    if !is_etag {
+                        map.next_value::<IgnoredAny>()?;
+                    } else if etag.is_some() {
+                        return Err(serde::de::Error::duplicate_field("etag"));
+                    } else {
+                        etag = Some(map.next_value()?);
+                    }
+                }
+                Ok(AttributesProbe { etag })
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
+/// A member name, read only as far as "is it `etag`" (no allocation).
+struct IsEtag(bool);
+
+impl<'de> Deserialize<'de> for IsEtag {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl Visitor<'_> for Name {
+            type Value = IsEtag;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<IsEtag, E> {
+                Ok(IsEtag(name == "etag"))
+            }
+        }
+        deserializer.deserialize_identifier(Name)
+    }
 }
 
 /// Judges a complete upstream response (a body within the entry limit).
@@ -47,12 +99,16 @@ pub fn judge(
     if !is_json_content_type(headers) {
         return Err(NotStored::NotJson);
     }
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(NotStored::NotJson);
+    }
     let probe: OrderProbe = serde_json::from_slice(body).map_err(|_| NotStored::NotJson)?;
     match probe.id {
         Some(id) if Guid::parse(&id) == Some(*order) => {}
         _ => return Err(NotStored::IdMismatch),
     }
-    let version = match probe.attributes.and_then(|a| a.etag) {
+    let etag = probe.attributes.and_then(|attributes| attributes.etag);
+    let version = match etag {
         Some(serde_json::Value::String(s)) if !s.is_empty() => s,
         _ => return Err(NotStored::NoEtag),
     };
@@ -142,5 +198,10 @@ mod tests {
         );
         assert_eq!(check(200, &no_store, &good), Err(NotStored::NoStore));
         assert_eq!(check(200, &h, "[1,2]"), Err(NotStored::NotJson));
+        // Found by the property tests: serde reads a struct from an array of its fields.
+        let array = format!(r#" ["{O}", {{"etag":"x"}}]"#);
+        assert_eq!(check(200, &h, &array), Err(NotStored::NotJson));
+        let attributes_array = format!(r#"{{"id":"{O}","attributes":["x"]}}"#);
+        assert_eq!(check(200, &h, &attributes_array), Err(NotStored::NotJson));
     }
 }

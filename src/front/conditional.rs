@@ -10,7 +10,10 @@ pub fn format_etag(attribute: &str) -> Option<HeaderValue> {
     if attribute.is_empty() {
         return None;
     }
-    let is_entity_tag = |s: &str| s.len() >= 2 && s.starts_with('"') && s.ends_with('"');
+    // A quoted opaque tag holds no further quote (RFC 9110 §8.8.3: etagc excludes DQUOTE).
+    let is_entity_tag = |s: &str| {
+        s.len() >= 2 && s.starts_with('"') && s.ends_with('"') && !s[1..s.len() - 1].contains('"')
+    };
     let text =
         if is_entity_tag(attribute) || attribute.strip_prefix("W/").is_some_and(is_entity_tag) {
             attribute.to_owned()
@@ -183,6 +186,9 @@ mod tests {
             ("", None),
             ("has\"quote", None),
             ("\"", None),
+            ("\"\"\"", None),
+            ("\"a\",\"b\"", None),
+            ("W/\"a\"b\"", None),
             ("with space", None),
             ("ünïcode", None),
         ];

@@ -27,15 +27,23 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
+/// The header names every `Connection` line lists, read as bytes (a line with obs-text still
+/// names its other tokens): the one reading of `Connection` that stripping and the cache key
+/// share, so the key can never disagree with what goes upstream.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| !token.is_empty())
+}
+
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(_connection) = headers.get(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = connection_tokens(headers)
+            .filter_map(|token| HeaderName::from_bytes(token).ok())
             .collect();
         for name in named {
             headers.remove(name);
@@ -49,18 +57,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Whether hop-by-hop stripping removes `name` from these headers (it is hop-by-hop, or a
 /// `Connection` header names it): such a header never reaches the upstream.
 pub fn is_stripped(headers: &HeaderMap, name: &HeaderName) -> bool {
-    if HOP_BY_HOP.contains(name) {
-        return true;
-    }
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|token| {
-            token
-                .trim_ascii()
-                .eq_ignore_ascii_case(name.as_str().as_bytes())
-        })
+    HOP_BY_HOP.contains(name)
+        || connection_tokens(headers)
+            .any(|token| token.eq_ignore_ascii_case(name.as_str().as_bytes()))
 }
 
 /// Adds this hop to `Via`, after any hops already listed, as one header line.

@@ -257,8 +257,12 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Duration {
         return DEFAULT;
     };
     let text = text.trim();
+    let digits = text.strip_prefix('+').unwrap_or(text);
     let wait = if let Ok(secs) = text.parse::<u64>() {
         Duration::from_secs(secs)
+    } else if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        // Delta-seconds beyond u64: longer than any cooldown, so the cap.
+        MAX_COOLDOWN
     } else if let Ok(at) = httpdate::parse_http_date(text) {
         at.duration_since(now).unwrap_or(Duration::ZERO)
     } else {
@@ -293,6 +297,10 @@ mod tests {
         assert_eq!(retry_after(&with("soon"), now), s(1));
         assert_eq!(retry_after(&with("-3"), now), s(1));
         assert_eq!(retry_after(&with("100000"), now), MAX_COOLDOWN);
+        assert_eq!(
+            retry_after(&with("100000000000000000000"), now),
+            MAX_COOLDOWN
+        );
         let later = httpdate::fmt_http_date(now + s(30));
         assert_eq!(retry_after(&with(&later), now), s(30));
         let past = httpdate::fmt_http_date(now - s(30));

@@ -89,21 +89,28 @@ pub fn classify(method: &Method, uri: &Uri) -> Route {
 /// no `.` or `..` segment, no percent-encoded `/` or `.` (SPEC §3.2). A path that does not
 /// start with `/` (`*`, or none for `CONNECT`) has no segments to normalise.
 pub fn is_plain_path(path: &str) -> bool {
-    let Some(rest) = path.strip_prefix('/') else {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
         return true;
-    };
-    let encoded = path
-        .as_bytes()
-        .windows(3)
-        .any(|w| w[0] == b'%' && w[1] == b'2' && matches!(w[2], b'e' | b'E' | b'f' | b'F'));
-    if encoded {
-        return false;
     }
-    let mut segments = rest.split('/').peekable();
-    while let Some(segment) = segments.next() {
-        let last = segments.peek().is_none();
-        if (segment.is_empty() && !last) || segment == "." || segment == ".." {
-            return false;
+    // One pass over the bytes (this runs on every request, hits included).
+    let mut start = 1;
+    for i in 1..=bytes.len() {
+        match bytes.get(i) {
+            None | Some(b'/') => {
+                let segment = &bytes[start..i];
+                let last = i == bytes.len();
+                if (segment.is_empty() && !last) || segment == b"." || segment == b".." {
+                    return false;
+                }
+                start = i + 1;
+            }
+            Some(b'%') => {
+                if let [b'2', b'e' | b'E' | b'f' | b'F', ..] = bytes[i + 1..] {
+                    return false;
+                }
+            }
+            Some(_) => {}
         }
     }
     true

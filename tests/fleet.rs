@@ -288,3 +288,24 @@ async fn writes_and_purges_on_one_replica_drop_the_shared_entry() {
     a.stop().await;
     b.stop().await;
 }
+
+/// SPEC §4.3 holds across tiers: a client's `no-cache` is not answered from L2 either.
+#[tokio::test]
+async fn no_cache_revalidates_past_the_shared_tier() {
+    let Some((_redis, up, a, b)) = two_replicas("no_cache_revalidates_past_the_shared_tier").await
+    else {
+        return;
+    };
+    let order = new_order();
+    let auth = ("authorization", TOKEN);
+    assert_eq!(
+        get(&a.order_url(&order), &[auth]).await.header("x-cache"),
+        Some("MISS")
+    );
+    let asked = get(&b.order_url(&order), &[auth, ("cache-control", "no-cache")]).await;
+    assert_eq!(asked.status, StatusCode::OK);
+    assert_eq!(asked.header("x-cache"), Some("REVALIDATED"));
+    assert_eq!(up.hits(), 2, "the upstream was asked");
+    a.stop().await;
+    b.stop().await;
+}

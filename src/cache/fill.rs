@@ -116,6 +116,7 @@ impl Fills {
         fill_scope: Option<Fingerprint>,
         prior: Option<Arc<Entry>>,
         scope: ScopeKey,
+        directives: RequestDirectives,
         build: impl FnOnce() -> Result<Request<Body>, GatewayError>,
     ) -> (SharedOutcome, bool) {
         let mut in_flight = self
@@ -133,15 +134,17 @@ impl Fills {
             let span = tracing::Span::current();
             tokio::spawn(tracing::Instrument::instrument(
                 async move {
+                    // Out of the map however the task ends, a panic included: a key must never
+                    // stay stuck with a failed outcome.
+                    let done = Done(fills.clone(), fill_key);
                     let outcome = match request {
-                        Ok(request) => run(&fills.ctx, &fill_key.0, prior, scope, request).await,
+                        Ok(request) => {
+                            let ctx = &done.0.ctx;
+                            run(ctx, &done.1 .0, prior, scope, directives, request).await
+                        }
                         Err(e) => Outcome::Failed(e.into()),
                     };
-                    fills
-                        .in_flight
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .remove(&fill_key);
+                    drop(done);
                     Arc::new(outcome)
                 },
                 span,
@@ -166,19 +169,33 @@ impl Fills {
     }
 }
 
+/// Takes a fill out of the in-flight map when dropped.
+struct Done(Arc<Fills>, FillKey);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.1);
+    }
+}
+
 /// One fill: ask the upstream (conditionally when there is a prior entry), judge, store.
 async fn run(
     ctx: &FillContext,
     key: &CacheKey,
     mut prior: Option<Arc<Entry>>,
     scope: ScopeKey,
+    directives: RequestDirectives,
     mut request: Request<Body>,
 ) -> Outcome {
     let epoch = ctx.tiers.epoch();
+    // Fresh for the request that started the fill: its `no-cache` or `max-age` still holds.
     let fresh = |entry: &Entry| {
         let age = entry.age(Instant::now());
-        let none = RequestDirectives::default();
-        ctx.policy.freshness(entry.kind(), age, &none) == Freshness::Fresh
+        ctx.policy.freshness(entry.kind(), age, &directives) == Freshness::Fresh
     };
     // Someone may have stored a newer entry between this caller's lookup and now.
     if let Some(current) = ctx.tiers.get(key) {

@@ -51,6 +51,8 @@ pub struct Pending {
     scope: ScopeKey,
     /// Who the fill may be shared with beyond the key (`shared` mode: one credential).
     fill_scope: Option<Fingerprint>,
+    /// The client's `Cache-Control`: an entry the fill finds must be fresh by it too.
+    directives: RequestDirectives,
 }
 
 /// The order cache as the request path sees it.
@@ -137,11 +139,14 @@ impl OrderCache {
                         // carry this request's IDs.
                         let _span = correlation.span().entered();
                         let prior = Some(entry.clone());
-                        let _ = self
-                            .fills
-                            .start_or_join(&key, fill_scope, prior, scope, || {
-                                self.fill_request(&parts, correlation)
-                            });
+                        let _ = self.fills.start_or_join(
+                            &key,
+                            fill_scope,
+                            prior,
+                            scope,
+                            directives,
+                            || self.fill_request(&parts, correlation),
+                        );
                     }
                     let response = answer(entry, CacheState::Stale, &parts, correlation, note, now);
                     return Ok(Lookup::Answered(response));
@@ -160,6 +165,7 @@ impl OrderCache {
             prior: entry.filter(|e| revalidate && !e.is_negative()),
             scope,
             fill_scope,
+            directives,
         }))
     }
 
@@ -177,14 +183,15 @@ impl OrderCache {
             prior,
             scope,
             fill_scope,
+            directives,
         } = pending;
         let parts = &parts;
         let head_only = parts.method == Method::HEAD;
-        let (outcome, joined) = self
-            .fills
-            .start_or_join(&key, fill_scope, prior, scope, || {
-                self.fill_request(parts, correlation)
-            });
+        let (outcome, joined) =
+            self.fills
+                .start_or_join(&key, fill_scope, prior, scope, directives, || {
+                    self.fill_request(parts, correlation)
+                });
         if joined {
             self.metrics.coalesced_wait();
         }

@@ -12,7 +12,7 @@
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -183,6 +183,11 @@ pub struct Store {
     cache: Cache<CacheKey, Arc<Entry>, Hasher>,
     index: Arc<Mutex<Index>>,
     epoch: AtomicU64,
+    /// Stores hold it shared from the epoch check to the cache insert; purges hold it
+    /// exclusively from the epoch bump to the last removal, so a store that checked the epoch
+    /// before a purge is in the cache before the purge looks (and is dropped by it). The index
+    /// mutex is never held with it across a cache call: moka's eviction listener takes it.
+    gate: RwLock<()>,
 }
 
 fn lock(index: &Mutex<Index>) -> std::sync::MutexGuard<'_, Index> {
@@ -216,6 +221,7 @@ impl Store {
             cache,
             index,
             epoch: AtomicU64::new(0),
+            gate: RwLock::new(()),
         }
     }
 
@@ -232,6 +238,7 @@ impl Store {
 
     /// Stores an entry unless a purge happened since `epoch` was read. Returns whether stored.
     pub fn insert(&self, key: CacheKey, entry: Arc<Entry>, epoch: u64) -> bool {
+        let _storing = self.gate.read().unwrap_or_else(PoisonError::into_inner);
         {
             let mut index = lock(&self.index);
             if self.epoch() != epoch {
@@ -258,6 +265,7 @@ impl Store {
 
     /// Drops the entries a purge names, in every partition and locale; returns how many.
     pub fn purge(&self, what: Purge) -> usize {
+        let _purging = self.gate.write().unwrap_or_else(PoisonError::into_inner);
         let keys: Vec<CacheKey> = {
             let mut index = lock(&self.index);
             self.epoch.fetch_add(1, Ordering::AcqRel);

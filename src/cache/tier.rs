@@ -84,6 +84,12 @@ impl Tiers {
         }
         if let Some(shared) = &self.shared {
             shared.put(&key, &entry).await;
+            // A purge that ran while the entry went to Redis dropped L2 before it arrived:
+            // take it back out, so the old version does not outlive the write.
+            if self.memory.epoch() != epoch.0 {
+                shared.remove(&key).await;
+                return false;
+            }
         }
         true
     }

@@ -112,21 +112,26 @@ impl SharedTier {
             .key(self.customer_key(&key.order.customer.to_string()))
             .arg(encode(entry, age).as_ref())
             .arg(left.as_millis() as u64);
-        let stored = self.link.run::<i64>(Query::Script(&invocation)).await;
-        let mut known = redis::cmd("SADD");
-        known
-            .arg(self.customers_key())
-            .arg(key.order.customer.to_string());
-        let mut expire = redis::cmd("PEXPIRE");
-        expire
-            .arg(self.customers_key())
-            .arg(self.policy.longest_retention().as_millis() as u64);
-        if let Err(e) = stored {
+        if let Err(e) = self.link.run::<i64>(Query::Script(&invocation)).await {
             tracing::debug!(error = %e, "shared tier store failed");
-        } else {
-            let _ = self.link.run::<i64>(Query::Cmd(&known)).await;
-            let _ = self.link.run::<i64>(Query::Cmd(&expire)).await;
+            return;
         }
+        // The fleet's list of customers (for "purge all"): one atomic round trip with its
+        // expiry, off the answer's path.
+        let mut known = redis::pipe();
+        known
+            .atomic()
+            .sadd(self.customers_key(), key.order.customer.to_string())
+            .ignore()
+            .pexpire(
+                self.customers_key(),
+                self.policy.longest_retention().as_millis() as i64,
+            )
+            .ignore();
+        let link = self.link.clone();
+        tokio::spawn(async move {
+            let _ = link.run::<()>(Query::Pipe(&known)).await;
+        });
     }
 
     /// Drops one key's entry (a revalidation was refused).

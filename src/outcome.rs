@@ -111,6 +111,14 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// Which way an invalidation crossed the fleet (`partner_gateway_fleet_invalidations_total`).
+    pub enum Direction {
+        Sent => "sent",
+        Received => "received",
+    }
+}
+
 /// `X-Cache`: how an answer to a cached route was produced.
 pub static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
@@ -157,6 +165,7 @@ mod tests {
         check(Eviction::ALL, Eviction::index, Eviction::as_str);
         check(Tier::ALL, Tier::index, Tier::as_str);
         check(L2Lookup::ALL, L2Lookup::index, L2Lookup::as_str);
+        check(Direction::ALL, Direction::index, Direction::as_str);
         assert_eq!(CacheState::Revalidated.header(), "REVALIDATED");
     }
 }

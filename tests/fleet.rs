@@ -309,3 +309,88 @@ async fn no_cache_revalidates_past_the_shared_tier() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Three replicas holding one order in memory; `None` without redis-server.
+async fn three_holding(
+    test: &str,
+) -> Option<(RedisServer, OrderUpstream, Vec<TestGateway>, String)> {
+    let redis = RedisServer::start(test)?;
+    let up = OrderUpstream::start().await;
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(replica(&up, &redis, &[("cache.ttl", "1h")]).await);
+    }
+    for gw in &replicas {
+        eventually(Duration::from_secs(5), || async {
+            fleet_view(gw).await == (true, 3)
+        })
+        .await;
+    }
+    let order = new_order();
+    for (gw, state) in replicas.iter().zip(["MISS", "HIT", "HIT"]) {
+        let reply = get(&gw.order_url(&order), &[("authorization", TOKEN)]).await;
+        assert_eq!(reply.header("x-cache"), Some(state));
+    }
+    assert_eq!(up.hits(), 1);
+    Some((redis, up, replicas, order))
+}
+
+/// SPEC §12.3: after a write's answer, no replica that confirmed serves the old version.
+#[tokio::test]
+async fn a_write_reaches_every_replica_before_it_is_answered() {
+    let Some((_redis, up, replicas, order)) = three_holding("a_write_reaches_every_replica").await
+    else {
+        return;
+    };
+    let auth = [("authorization", TOKEN)];
+    up.bump(&order);
+    let patch = send(
+        http::Method::PATCH,
+        &replicas[0].order_url(&order),
+        &auth,
+        bytes::Bytes::from_static(b"{}"),
+    )
+    .await;
+    assert_eq!(patch.status, StatusCode::OK);
+    let (url_b, url_c) = (replicas[1].order_url(&order), replicas[2].order_url(&order));
+    let (b, c) = tokio::join!(get(&url_b, &auth), get(&url_c, &auth));
+    let new_etag = format!("\"{}\"", etag_for(&order, 2));
+    for reply in [&b, &c] {
+        assert_eq!(
+            reply.header("etag"),
+            Some(new_etag.as_str()),
+            "never the old version"
+        );
+    }
+    let sent = "partner_gateway_fleet_invalidations_total{direction=\"sent\"}";
+    let received = "partner_gateway_fleet_invalidations_total{direction=\"received\"}";
+    assert_eq!(metric(&replicas[0], sent).await, Some(1.0));
+    assert_eq!(metric(&replicas[1], received).await, Some(1.0));
+    for gw in replicas {
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_purge_on_one_replica_empties_every_replica() {
+    let Some((_redis, _up, replicas, order)) = three_holding("a_purge_empties_every_replica").await
+    else {
+        return;
+    };
+    let path = format!("/cache/customers/{CUSTOMER}/orders/{order}");
+    let purge = send(
+        http::Method::DELETE,
+        &replicas[0].admin_url(&path),
+        &[],
+        bytes::Bytes::new(),
+    )
+    .await;
+    assert_eq!(purge.status, StatusCode::OK);
+    assert_eq!(purge.json()["replicas"], 3, "every live replica confirmed");
+    for gw in &replicas[1..] {
+        assert_eq!(gw.stats().await["entries"], 0);
+    }
+    for gw in replicas {
+        gw.stop().await;
+    }
+}

@@ -26,6 +26,7 @@ const LAYERS: &[&str] = &[
     "cache::fill",
     "cache::tier",
     "fleet::shared",
+    "fleet::bus",
     "cache::store",
     "cache::cacheability",
     "cache::policy",

@@ -58,6 +58,8 @@ pub struct Link {
     config: FleetConfig,
     connection: OnceLock<Connection>,
     up: AtomicBool,
+    /// Whether the invalidation subscription is live: the link is up only with it.
+    subscribed: AtomicBool,
     metrics: Arc<Metrics>,
     rejoin: Mutex<Vec<Rejoin>>,
 }
@@ -71,6 +73,7 @@ impl Link {
             config: config.clone(),
             connection: OnceLock::new(),
             up: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
             metrics,
             rejoin: Mutex::new(Vec::new()),
         }
@@ -99,6 +102,20 @@ impl Link {
                 .await
                 .map_err(|_| LinkError::Timeout)??;
             Ok(Connection::Node(connection))
+        }
+    }
+
+    /// The first configured URL (where the invalidation subscription connects).
+    pub fn first_url(&self) -> Option<&str> {
+        self.config.urls.first().map(String::as_str)
+    }
+
+    /// The invalidation subscription is live (`true`) or lost (`false`: the link goes down
+    /// at once; it comes back only with a live subscription).
+    pub fn set_subscribed(&self, live: bool) {
+        self.subscribed.store(live, Ordering::Release);
+        if !live {
+            self.went_down(&LinkError::Down);
         }
     }
 
@@ -153,7 +170,7 @@ impl Link {
                 .send::<String>(Query::Cmd(&redis::cmd("PING")), limit)
                 .await;
             match (ping, self.is_up()) {
-                (Ok(_), false) => self.came_back(),
+                (Ok(_), false) if self.subscribed.load(Ordering::Acquire) => self.came_back(),
                 (Err(e), true) => self.went_down(&e),
                 _ => {}
             }

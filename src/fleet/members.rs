@@ -55,6 +55,11 @@ impl Members {
         }
     }
 
+    /// This replica's id in the fleet.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Live replicas last seen, this one included (at least 1).
     pub fn replicas(&self) -> usize {
         self.seen.load(Ordering::Relaxed).max(1)

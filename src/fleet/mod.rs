@@ -4,11 +4,14 @@
 //! [`replica`] is this replica's membership, started with the listeners; [`link`] is its
 //! bounded, self-healing connection to Redis and says whether the
 //! replica is part of the fleet now; [`members`] keeps the count of live replicas by
-//! heartbeats; [`shared`] is the shared tier (L2) behind the cache's tiers. Off (`fleet.redis_url = ""`), nothing here runs.
+//! heartbeats; [`shared`] is the shared tier (L2) behind the cache's tiers; [`bus`] carries
+//! invalidations to every live replica and waits for their confirmations. Off (`fleet.redis_url = ""`), nothing here runs.
 
 pub mod replica;
 
 pub mod shared;
+
+pub mod bus;
 
 pub mod members;
 

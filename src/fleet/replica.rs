@@ -46,6 +46,11 @@ impl Replica {
         self.link.on_rejoin(work);
     }
 
+    /// The fleet's membership, for the parts that use it (the invalidation bus).
+    pub fn members(&self) -> Arc<Members> {
+        self.members.clone()
+    }
+
     /// The link to the fleet's Redis, for the parts that use it (the shared tier).
     pub fn link(&self) -> Arc<Link> {
         self.link.clone()
@@ -73,6 +78,11 @@ impl Replica {
 }
 
 impl Running {
+    /// Runs `task` with the replica and stops it with it.
+    pub fn also(&mut self, task: JoinHandle<()>) {
+        self.tasks.push(task);
+    }
+
     /// Leaves the fleet (bounded by `fleet.timeout`) and stops the background work.
     pub async fn stop(self) {
         for task in &self.tasks {

@@ -26,6 +26,7 @@ use crate::cache::policy::Policy;
 use crate::cache::tier::Tiers;
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::fleet::bus::Bus;
 use crate::fleet::replica::Replica;
 use crate::fleet::shared::SharedTier;
 use crate::front::correlation::Correlation;
@@ -48,6 +49,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// This replica's membership of its fleet (fleet mode only).
     pub fleet: Option<Replica>,
+    /// The fleet's invalidation channel (fleet mode only).
+    pub bus: Option<Arc<Bus>>,
     exchange: Arc<Exchange>,
     intake: Intake,
     fingerprints: Fingerprinter,
@@ -95,13 +98,29 @@ impl Gateway {
             metrics.clone(),
             shared,
         ));
-        if let Some(replica) = &fleet {
-            // SPEC §12.5: after an outage, nothing written elsewhere meanwhile may outlive it.
+        let bus = fleet.as_ref().map(|replica| {
+            let bus = Arc::new(Bus::new(
+                replica.link(),
+                replica.members(),
+                &config.fleet.name,
+                config.fleet.invalidation_wait,
+                metrics.clone(),
+            ));
+            // What another replica wrote or purged leaves this one's memory (SPEC §12.3).
             let memory = tiers.clone();
+            bus.on_purge(move |what| {
+                memory.purge_memory(what);
+            });
+            // SPEC §12.5: after an outage, nothing written elsewhere meanwhile may outlive it,
+            // and what this replica wrote meanwhile reaches the others.
+            let (memory, replay) = (tiers.clone(), bus.clone());
             replica.on_rejoin(move || {
                 memory.purge_memory(Purge::All);
+                let replay = replay.clone();
+                tokio::spawn(async move { replay.replay().await });
             });
-        }
+            bus
+        });
         let cache = OrderCache::new(
             &config.cache,
             tiers.clone(),
@@ -120,6 +139,7 @@ impl Gateway {
             cache,
             metrics,
             fleet,
+            bus,
             exchange,
             fingerprints,
             draining: AtomicBool::new(false),
@@ -281,6 +301,10 @@ impl Gateway {
         if response.status().is_success() && !parts.method.is_safe() {
             if let Some(order) = route::order_at_or_below(parts.uri.path()) {
                 let purged = self.tiers.purge(Purge::Order(order)).await;
+                // Every live replica drops it before the write is answered (SPEC §12.3).
+                if let Some(bus) = &self.bus {
+                    bus.broadcast(Purge::Order(order)).await;
+                }
                 tracing::debug!(purged, "order invalidated by a successful unsafe request");
             }
         }

@@ -109,7 +109,13 @@ impl Bound {
                 }
             })
         };
-        let fleet = gateway.fleet.as_ref().map(|replica| replica.start());
+        let fleet = gateway.fleet.as_ref().map(|replica| {
+            let mut running = replica.start();
+            if let Some(bus) = &gateway.bus {
+                running.also(tokio::spawn(bus.clone().listen()));
+            }
+            running
+        });
         let (stop_admin, admin_stopped) = watch::channel(false);
         let admin_task = tokio::spawn(admin::serve(admin, gateway.clone(), admin_stopped));
 

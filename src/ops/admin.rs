@@ -206,6 +206,11 @@ async fn cache_admin(
         ));
     };
     let purged = purged + gateway.tiers.purge_shared(target).await;
+    // Fleet mode: every live replica drops it too, and the answer says how many confirmed.
+    let replicas = match &gateway.bus {
+        Some(bus) => Some(bus.broadcast(target).await),
+        None => None,
+    };
     // `purge`, not `target`: every line already has a `target` (the module), one key per name.
     tracing::info!(
         purged,
@@ -215,7 +220,11 @@ async fn cache_admin(
         request_id = correlation.request_str(),
         "cache purged by admin request"
     );
-    correlated(json(StatusCode::OK, format!(r#"{{"purged":{purged}}}"#)))
+    let body = match replicas {
+        Some(replicas) => format!(r#"{{"purged":{purged},"replicas":{replicas}}}"#),
+        None => format!(r#"{{"purged":{purged}}}"#),
+    };
+    correlated(json(StatusCode::OK, body))
 }
 
 /// A refused purge: the SPEC §7 JSON, never stored by a cache in between, and for a 401 the

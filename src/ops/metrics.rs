@@ -16,7 +16,7 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-use crate::outcome::{CacheState, Eviction, L2Lookup, NotStored, Refusal};
+use crate::outcome::{CacheState, Direction, Eviction, L2Lookup, NotStored, Refusal};
 
 /// Request latency buckets, in seconds: from a cache hit (~50 µs) to a slow upstream (10 s).
 const BUCKETS: [f64; 14] = [
@@ -64,6 +64,7 @@ pub struct Metrics {
     fleet_up: Gauge,
     fleet_replicas: Gauge,
     l2_lookups: Vec<Counter>,
+    invalidations: Vec<Counter>,
     outcomes: [AtomicU64; CACHE_SLOTS],
 }
 
@@ -153,6 +154,10 @@ impl Metrics {
             "Looks into the fleet's shared tier after an L1 miss, by result (fleet mode).",
         );
         describe(
+            "partner_gateway_fleet_invalidations_total",
+            "Invalidations sent to or received from the other replicas, by direction (fleet mode).",
+        );
+        describe(
             "partner_gateway_build_info",
             "Build information; the value is always 1.",
         );
@@ -228,6 +233,15 @@ impl Metrics {
                     counter(
                         "partner_gateway_fleet_l2_lookups_total",
                         vec![Label::from_static_parts("result", r.as_str())],
+                    )
+                })
+                .collect(),
+            invalidations: Direction::ALL
+                .iter()
+                .map(|d| {
+                    counter(
+                        "partner_gateway_fleet_invalidations_total",
+                        vec![Label::from_static_parts("direction", d.as_str())],
                     )
                 })
                 .collect(),
@@ -331,6 +345,11 @@ impl Metrics {
     /// One look into the shared tier.
     pub fn l2_lookup(&self, result: L2Lookup) {
         self.l2_lookups[result.index()].increment(1);
+    }
+
+    /// An invalidation crossed the fleet.
+    pub fn invalidation(&self, direction: Direction) {
+        self.invalidations[direction.index()].increment(1);
     }
 
     /// Live replicas of the fleet last seen.

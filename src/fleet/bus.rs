@@ -128,13 +128,14 @@ impl Bus {
         }
     }
 
-    /// Publishes the purges this replica made while cut off (after it rejoined).
-    pub async fn replay(&self) {
-        let missed =
-            std::mem::take(&mut *self.missed.lock().unwrap_or_else(PoisonError::into_inner));
-        for what in missed {
-            self.broadcast(what).await;
+    /// The purges this replica made while cut off, once it is back in the fleet (waits up to
+    /// 2 s for the rejoin to finish), for the caller to replay in L2 and on the bus.
+    pub async fn missed_while_cut_off(&self) -> Vec<Purge> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !self.link.is_up() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        std::mem::take(&mut *self.missed.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The subscription, reconnected whenever it is lost; runs until the process ends.

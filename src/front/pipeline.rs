@@ -116,8 +116,13 @@ impl Gateway {
             let (memory, replay) = (tiers.clone(), bus.clone());
             replica.on_rejoin(move || {
                 memory.purge_memory(Purge::All);
-                let replay = replay.clone();
-                tokio::spawn(async move { replay.replay().await });
+                let (tiers, bus) = (memory.clone(), replay.clone());
+                tokio::spawn(async move {
+                    for what in bus.missed_while_cut_off().await {
+                        tiers.purge_shared(what).await;
+                        bus.broadcast(what).await;
+                    }
+                });
             });
             bus
         });

@@ -394,3 +394,43 @@ async fn a_purge_on_one_replica_empties_every_replica() {
         gw.stop().await;
     }
 }
+
+/// SPEC §12.2: one fill for the fleet — 300 concurrent requests for one cold key, spread over
+/// three replicas, cause exactly one upstream request.
+#[tokio::test]
+async fn one_cold_key_is_filled_once_for_the_whole_fleet() {
+    let Some(redis) = RedisServer::start("one_cold_key_is_filled_once") else {
+        return;
+    };
+    let up = OrderUpstream::start().await;
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(replica(&up, &redis, &[]).await);
+    }
+    for gw in &replicas {
+        eventually(Duration::from_secs(5), || async {
+            fleet_view(gw).await == (true, 3)
+        })
+        .await;
+    }
+    up.set_delay(Duration::from_millis(300));
+    let order = new_order();
+    let urls: Vec<String> = (0..300)
+        .map(|i| replicas[i % 3].order_url(&order))
+        .collect();
+    let replies = concurrent_gets(urls, &[("authorization", TOKEN)]).await;
+    assert!(replies.iter().all(|r| r.status == StatusCode::OK));
+    assert_eq!(up.hits(), 1, "one upstream request for the fleet");
+    let waits = "partner_gateway_fleet_lease_waits_total";
+    let mut waited = 0.0;
+    for gw in &replicas {
+        waited += metric(gw, waits).await.unwrap_or(0.0);
+    }
+    assert!(
+        waited >= 2.0,
+        "the other replicas waited for the lease ({waited})"
+    );
+    for gw in replicas {
+        gw.stop().await;
+    }
+}

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::{BoxFuture, FutureExt, Shared};
@@ -22,9 +22,10 @@ use crate::cache::cacheability;
 use crate::cache::key::{detach, CacheKey, KeyMaker};
 use crate::cache::policy::{Freshness, Policy};
 use crate::cache::store::Entry;
-use crate::cache::tier::Tiers;
+use crate::cache::tier::{Epoch, Tiers};
 use crate::config::CacheConfig;
 use crate::error::GatewayError;
+use crate::fleet::shared::Lease;
 use crate::front::conditional::RequestDirectives;
 use crate::front::credential::Fingerprint;
 use crate::ops::metrics::Metrics;
@@ -74,6 +75,8 @@ struct FillContext {
     policy: Policy,
     /// The body size limit in force (SPEC §2: the smaller of the two cache bounds).
     entry_limit: usize,
+    /// How long a fleet lease on a key lasts: `upstream.request_timeout` + 1 s (SPEC §12.2).
+    lease_ttl: Duration,
     /// Whether upstream 404s are remembered (`cache.negative_ttl > 0`, `credential` mode).
     remember_not_found: bool,
     metrics: Arc<Metrics>,
@@ -93,6 +96,7 @@ impl Fills {
         exchange: Arc<Exchange>,
         metrics: Arc<Metrics>,
     ) -> Fills {
+        let lease_ttl = exchange.request_timeout() + Duration::from_secs(1);
         Fills {
             in_flight: Mutex::default(),
             ctx: FillContext {
@@ -100,6 +104,7 @@ impl Fills {
                 exchange,
                 policy: Policy::new(config),
                 entry_limit: config.entry_limit(),
+                lease_ttl,
                 remember_not_found: !config.negative_ttl.is_zero()
                     && KeyMaker::new(config.partition).remembers_not_found(),
                 metrics,
@@ -140,7 +145,8 @@ impl Fills {
                     let outcome = match request {
                         Ok(request) => {
                             let ctx = &done.0.ctx;
-                            run(ctx, &done.1 .0, prior, scope, directives, request).await
+                            let (key, fill_scope) = (&done.1 .0, done.1 .1);
+                            run(ctx, key, fill_scope, prior, scope, directives, request).await
                         }
                         Err(e) => Outcome::Failed(e.into()),
                     };
@@ -186,10 +192,11 @@ impl Drop for Done {
 async fn run(
     ctx: &FillContext,
     key: &CacheKey,
+    fill_scope: Option<Fingerprint>,
     mut prior: Option<Arc<Entry>>,
     scope: ScopeKey,
     directives: RequestDirectives,
-    mut request: Request<Body>,
+    request: Request<Body>,
 ) -> Outcome {
     let epoch = ctx.tiers.epoch();
     // Fresh for the request that started the fill: its `no-cache` or `max-age` still holds.
@@ -224,6 +231,49 @@ async fn run(
             prior = Some(shared).filter(|e| !e.is_negative());
         }
     }
+    // One fill for the fleet (SPEC §12.2): the replica that takes the key's lease asks the
+    // upstream; the others wait for what it stores, and ask themselves only if it stores
+    // nothing usable (an error, an uncacheable answer) or Redis fails.
+    let lease_scope = fill_scope.map_or_else(|| "-".to_owned(), |f| f.to_hex());
+    let mut lease = None;
+    if ctx.tiers.is_shared() {
+        match ctx.tiers.take_lease(key, &lease_scope, ctx.lease_ttl).await {
+            Lease::Held(token) => lease = Some(token),
+            Lease::Busy => {
+                ctx.metrics.lease_wait();
+                let until = Instant::now() + ctx.lease_ttl;
+                let waited = ctx
+                    .tiers
+                    .wait_for_fill(key, &lease_scope, epoch, until, fresh)
+                    .await;
+                if let Some(entry) = waited {
+                    return Outcome::Entry {
+                        entry,
+                        state: CacheState::Miss,
+                        upstream_status: None,
+                        tier: Some(Tier::L2),
+                    };
+                }
+            }
+            Lease::Unavailable => {}
+        }
+    }
+    let outcome = fetch(ctx, key, epoch, prior, scope, request).await;
+    if let Some(token) = lease {
+        ctx.tiers.release_lease(key, &lease_scope, &token).await;
+    }
+    outcome
+}
+
+/// Asks the upstream (conditionally when there is a prior entry), judges the answer, stores it.
+async fn fetch(
+    ctx: &FillContext,
+    key: &CacheKey,
+    epoch: Epoch,
+    prior: Option<Arc<Entry>>,
+    scope: ScopeKey,
+    mut request: Request<Body>,
+) -> Outcome {
     if let Some(etag) = prior.as_ref().and_then(|p| p.etag.clone()) {
         request.headers_mut().insert(IF_NONE_MATCH, etag);
     }

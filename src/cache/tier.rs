@@ -9,12 +9,14 @@
 //! both. New resources (SPEC §13) add [`Purge`] words; callers do not change.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::cache::key::{CacheKey, Purge};
 use crate::cache::policy::Policy;
 use crate::cache::store::{Entry, Store};
-use crate::fleet::shared::SharedTier;
+use crate::fleet::shared::{Lease, SharedTier};
 use crate::ops::metrics::Metrics;
+use crate::outcome::L2Lookup;
 
 /// A purge generation: read before a fill asks the upstream, checked when it stores, so that
 /// a fill that began before a write or a purge cannot put the old version back afterwards.
@@ -68,6 +70,52 @@ impl Tiers {
         let entry = Arc::new(self.shared.as_ref()?.get(key).await?);
         self.memory.insert(key.clone(), entry.clone(), epoch.0);
         Some(entry)
+    }
+
+    /// The fleet's lease on filling `key` for `scope` (SPEC §12.2); without a shared tier
+    /// every replica fills alone.
+    pub async fn take_lease(&self, key: &CacheKey, scope: &str, ttl: Duration) -> Lease {
+        match &self.shared {
+            Some(shared) => shared.take_lease(key, scope, ttl).await,
+            None => Lease::Unavailable,
+        }
+    }
+
+    /// Waits until the replica holding the lease on `key` stored an entry that `usable`
+    /// accepts (copied into memory, as any L2 entry), or gave the lease back without one, or
+    /// `until` passed, or Redis failed (then `None`: fill alone).
+    pub async fn wait_for_fill(
+        &self,
+        key: &CacheKey,
+        scope: &str,
+        epoch: Epoch,
+        until: Instant,
+        usable: impl Fn(&Entry) -> bool,
+    ) -> Option<Arc<Entry>> {
+        let shared = self.shared.as_ref()?;
+        while Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let (looked, found) = shared.fetch(key).await;
+            if let Some(entry) = found.filter(|e| usable(e)) {
+                let entry = Arc::new(entry);
+                self.memory.insert(key.clone(), entry.clone(), epoch.0);
+                return Some(entry);
+            }
+            if looked == L2Lookup::Error {
+                return None;
+            }
+            if shared.lease_held(key, scope).await != Some(true) {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Gives the fleet's lease on `key` back.
+    pub async fn release_lease(&self, key: &CacheKey, scope: &str, token: &str) {
+        if let Some(shared) = &self.shared {
+            shared.release_lease(key, scope, token).await;
+        }
     }
 
     /// The current purge generation, for a fill about to ask the upstream.

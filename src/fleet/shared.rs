@@ -52,6 +52,24 @@ if #KEYS == 1 then redis.call('DEL', KEYS[1]) end
 return dropped
 ";
 
+/// Deletes a lease only if it is still the caller's (its token), so a lease that expired and
+/// was taken by another replica is never released by the first.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// Whether this replica may fill a key for the fleet (SPEC §12.2).
+#[derive(Debug)]
+pub enum Lease {
+    /// Taken: this replica asks the upstream, then releases it with this token.
+    Held(String),
+    /// Another replica is filling the key: wait for what it stores.
+    Busy,
+    /// Redis did not answer: fill alone.
+    Unavailable,
+}
+
 /// Version tag of the stored format.
 const FORMAT: &[u8] = b"pg1";
 
@@ -63,6 +81,7 @@ pub struct SharedTier {
     metrics: Arc<Metrics>,
     put: redis::Script,
     purge: redis::Script,
+    release: redis::Script,
 }
 
 impl SharedTier {
@@ -75,15 +94,23 @@ impl SharedTier {
             metrics,
             put: redis::Script::new(PUT),
             purge: redis::Script::new(PURGE),
+            release: redis::Script::new(RELEASE),
         }
     }
 
-    /// The entry for `key`, if the fleet holds one; a Redis failure counts as a miss.
+    /// The entry for `key`, if the fleet holds one (counted as an L2 lookup); a Redis failure
+    /// counts as a miss.
     pub async fn get(&self, key: &CacheKey) -> Option<Entry> {
+        let (result, entry) = self.fetch(key).await;
+        self.metrics.l2_lookup(result);
+        entry
+    }
+
+    /// [`SharedTier::get`] without counting it (a waiter polling for a fill).
+    pub async fn fetch(&self, key: &CacheKey) -> (L2Lookup, Option<Entry>) {
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.entry_key(key));
-        let found = self.link.run::<Option<Vec<u8>>>(Query::Cmd(&cmd)).await;
-        let (result, entry) = match found {
+        match self.link.run::<Option<Vec<u8>>>(Query::Cmd(&cmd)).await {
             Ok(Some(bytes)) => match decode(&bytes) {
                 Some(entry) => (L2Lookup::Hit, Some(entry)),
                 None => (L2Lookup::Miss, None),
@@ -93,9 +120,7 @@ impl SharedTier {
                 tracing::debug!(error = %e, "shared tier lookup failed");
                 (L2Lookup::Error, None)
             }
-        };
-        self.metrics.l2_lookup(result);
-        entry
+        }
     }
 
     /// Stores `entry` for as long as L1 would keep it from now.
@@ -132,6 +157,50 @@ impl SharedTier {
         tokio::spawn(async move {
             let _ = link.run::<()>(Query::Pipe(&known)).await;
         });
+    }
+
+    /// Takes the fleet's lease on filling `key` (for one credential, `scope`, in `shared` mode)
+    /// for `ttl`: a replica that dies while filling blocks the key no longer than that.
+    pub async fn take_lease(&self, key: &CacheKey, scope: &str, ttl: Duration) -> Lease {
+        let token = uuid::Uuid::new_v4().to_string();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.lease_key(key, scope))
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64);
+        match self.link.run::<Option<String>>(Query::Cmd(&cmd)).await {
+            Ok(Some(_)) => Lease::Held(token),
+            Ok(None) => Lease::Busy,
+            Err(_) => Lease::Unavailable,
+        }
+    }
+
+    /// Whether another replica still holds the lease on `key`; `None` when Redis did not say.
+    pub async fn lease_held(&self, key: &CacheKey, scope: &str) -> Option<bool> {
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(self.lease_key(key, scope));
+        self.link
+            .run::<i64>(Query::Cmd(&cmd))
+            .await
+            .ok()
+            .map(|n| n > 0)
+    }
+
+    /// Gives the lease back (only if it is still this token's).
+    pub async fn release_lease(&self, key: &CacheKey, scope: &str, token: &str) {
+        let mut invocation = self.release.prepare_invoke();
+        invocation.key(self.lease_key(key, scope)).arg(token);
+        let _ = self.link.run::<i64>(Query::Script(&invocation)).await;
+    }
+
+    fn lease_key(&self, key: &CacheKey, scope: &str) -> String {
+        let entry = self.entry_key(key);
+        let rest = entry.split_once(":e:").map_or("", |(_, rest)| rest);
+        format!(
+            "{}:l:{rest}:{scope}",
+            self.prefix(&key.order.customer.to_string())
+        )
     }
 
     /// Drops one key's entry (a revalidation was refused).

@@ -65,6 +65,7 @@ pub struct Metrics {
     fleet_replicas: Gauge,
     l2_lookups: Vec<Counter>,
     invalidations: Vec<Counter>,
+    lease_waits: Counter,
     outcomes: [AtomicU64; CACHE_SLOTS],
 }
 
@@ -158,6 +159,10 @@ impl Metrics {
             "Invalidations sent to or received from the other replicas, by direction (fleet mode).",
         );
         describe(
+            "partner_gateway_fleet_lease_waits_total",
+            "Fills that waited for another replica's fill of the same key (fleet mode).",
+        );
+        describe(
             "partner_gateway_build_info",
             "Build information; the value is always 1.",
         );
@@ -236,6 +241,7 @@ impl Metrics {
                     )
                 })
                 .collect(),
+            lease_waits: counter("partner_gateway_fleet_lease_waits_total", vec![]),
             invalidations: Direction::ALL
                 .iter()
                 .map(|d| {
@@ -345,6 +351,11 @@ impl Metrics {
     /// One look into the shared tier.
     pub fn l2_lookup(&self, result: L2Lookup) {
         self.l2_lookups[result.index()].increment(1);
+    }
+
+    /// A fill waited for another replica's fill.
+    pub fn lease_wait(&self) {
+        self.lease_waits.increment(1);
     }
 
     /// An invalidation crossed the fleet.

@@ -85,6 +85,11 @@ impl Exchange {
         })
     }
 
+    /// `upstream.request_timeout`: how long one upstream exchange may take.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
     /// The shield, for callers that work out a request's scope.
     pub fn shield(&self) -> &Shield {
         &self.shield

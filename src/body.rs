@@ -324,3 +324,34 @@ impl http_body::Body for Body {
         }
     }
 }
+
+/// An upstream answer read up to a limit: whole, or too large to hold.
+pub enum Limited {
+    /// The head and every body byte, in one exact-size allocation.
+    Whole(http::response::Parts, Bytes),
+    /// Past the limit: what was read put back in front of the unread rest, to stream on.
+    Oversized(http::Response<Body>),
+}
+
+/// Reads a body up to `limit` bytes; past that, hands back what was read plus the rest unread.
+pub async fn read_limited(
+    response: http::Response<Body>,
+    limit: usize,
+) -> Result<Limited, BodyError> {
+    use http_body_util::BodyExt;
+    let (head, mut incoming) = response.into_parts();
+    // Copied into one allocation of the announced size: frames parsed by hyper are slices of
+    // the connection's read buffer, which an entry must not keep alive.
+    let expected = usize::try_from(http_body::Body::size_hint(&incoming).lower()).unwrap_or(0);
+    let mut buf = bytes::BytesMut::with_capacity(expected.min(limit.saturating_add(1)));
+    while let Some(frame) = incoming.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() > limit {
+                let body = incoming.prepend(buf.freeze());
+                return Ok(Limited::Oversized(http::Response::from_parts(head, body)));
+            }
+        }
+    }
+    Ok(Limited::Whole(head, buf.freeze()))
+}

@@ -11,13 +11,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use http::header::{CONTENT_TYPE, IF_NONE_MATCH};
 use http::{response, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 
-use crate::body::Body;
+use crate::body::{read_limited, Body, Limited};
 use crate::cache::cacheability;
 use crate::cache::key::{detach, CacheKey, KeyMaker};
 use crate::cache::policy::{Freshness, Policy};
@@ -280,13 +279,15 @@ async fn fetch(
     let limit = ctx.entry_limit;
     let read = ctx
         .exchange
-        .send(scope, Purpose::Cached, request, |response| {
+        .send(scope, Purpose::Cached, request, |response| async move {
             read_limited(response, limit)
+                .await
+                .map_err(|e| GatewayError::UpstreamUnavailable(describe(&e)))
         })
         .await;
     let (head, body) = match read {
-        Ok(Read::Whole(head, body)) => (head, body),
-        Ok(Read::Oversized(response)) => {
+        Ok(Limited::Whole(head, body)) => (head, body),
+        Ok(Limited::Oversized(response)) => {
             ctx.metrics.not_stored(NotStored::TooLarge);
             return Outcome::Oversized(Mutex::new(Some(response)));
         }
@@ -393,29 +394,4 @@ async fn fetch(
 /// the shield refused.
 fn stand_in(ctx: &FillContext, prior: Option<Arc<Entry>>) -> Option<Arc<Entry>> {
     prior.filter(|p| ctx.policy.serves_on_error(p.kind(), p.age(Instant::now())))
-}
-
-enum Read {
-    Whole(response::Parts, Bytes),
-    Oversized(Response<Body>),
-}
-
-/// Reads a body up to `limit` bytes; past that, hands back what was read plus the rest unread.
-async fn read_limited(response: Response<Body>, limit: usize) -> Result<Read, GatewayError> {
-    let (head, mut incoming) = response.into_parts();
-    // Copied into one allocation of the announced size: frames parsed by hyper are slices of
-    // the connection's read buffer, which an entry must not keep alive.
-    let expected = usize::try_from(http_body::Body::size_hint(&incoming).lower()).unwrap_or(0);
-    let mut buf = BytesMut::with_capacity(expected.min(limit.saturating_add(1)));
-    while let Some(frame) = incoming.frame().await {
-        let frame = frame.map_err(|e| GatewayError::UpstreamUnavailable(describe(&e)))?;
-        if let Ok(data) = frame.into_data() {
-            buf.extend_from_slice(&data);
-            if buf.len() > limit {
-                let body = incoming.prepend(buf.freeze());
-                return Ok(Read::Oversized(Response::from_parts(head, body)));
-            }
-        }
-    }
-    Ok(Read::Whole(head, buf.freeze()))
 }

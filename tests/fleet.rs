@@ -434,3 +434,86 @@ async fn one_cold_key_is_filled_once_for_the_whole_fleet() {
         gw.stop().await;
     }
 }
+
+/// Three replicas sharing one Redis, with `extra` settings; `None` without redis-server.
+async fn three_replicas(
+    test: &str,
+    extra: &[(&str, &str)],
+) -> Option<(RedisServer, OrderUpstream, Vec<TestGateway>)> {
+    let redis = RedisServer::start(test)?;
+    let up = OrderUpstream::start().await;
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(replica(&up, &redis, extra).await);
+    }
+    for gw in &replicas {
+        eventually(Duration::from_secs(5), || async {
+            fleet_view(gw).await == (true, 3)
+        })
+        .await;
+    }
+    Some((redis, up, replicas))
+}
+
+/// SPEC §12.4: `rate_limit_rps` and `rate_limit_burst` are the whole fleet's.
+#[tokio::test]
+async fn the_budget_is_the_fleets_not_each_replicas() {
+    let settings = [
+        ("upstream.rate_limit_rps", "1"),
+        ("upstream.rate_limit_burst", "3"),
+    ];
+    let Some((_redis, up, replicas)) = three_replicas("the_budget_is_the_fleets", &settings).await
+    else {
+        return;
+    };
+    let started = Instant::now();
+    let urls: Vec<String> = (0..30)
+        .map(|i| replicas[i % 3].order_url(&new_order()))
+        .collect();
+    let replies = concurrent_gets(urls, &[("authorization", TOKEN)]).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let limited = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    // One bucket of 3 for the fleet, refilling at 1/s (alone, each replica would allow 3).
+    let allowed = 3 + elapsed.ceil() as usize;
+    assert!(
+        up.hits() <= allowed,
+        "{} upstream requests in {elapsed:.2} s",
+        up.hits()
+    );
+    assert_eq!(limited + up.hits(), 30);
+    for gw in replicas {
+        gw.stop().await;
+    }
+}
+
+/// SPEC §12.4: a cooldown opened on one replica applies on all of them.
+#[tokio::test]
+async fn a_cooldown_opened_on_one_replica_holds_on_the_others() {
+    let Some((_redis, up, replicas)) = three_replicas("a_cooldown_holds_on_the_others", &[]).await
+    else {
+        return;
+    };
+    up.set_mode(Mode::Status(429));
+    up.add_header("retry-after", "30");
+    let auth = [("authorization", TOKEN)];
+    let drawn = get(&replicas[0].order_url(&new_order()), &auth).await;
+    assert_eq!(drawn.status, StatusCode::TOO_MANY_REQUESTS);
+    up.set_mode(Mode::Normal);
+    let hits = up.hits();
+    for gw in &replicas[1..] {
+        let local = get(&gw.order_url(&new_order()), &auth).await;
+        assert_eq!(local.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(local.json()["errorName"], "UpstreamThrottled");
+    }
+    assert_eq!(
+        up.hits(),
+        hits,
+        "the upstream was not asked during the cooldown"
+    );
+    for gw in replicas {
+        gw.stop().await;
+    }
+}

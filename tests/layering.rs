@@ -27,6 +27,7 @@ const LAYERS: &[&str] = &[
     "cache::tier",
     "fleet::shared",
     "fleet::bus",
+    "fleet::budget",
     "cache::store",
     "cache::cacheability",
     "cache::policy",

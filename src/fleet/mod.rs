@@ -5,13 +5,16 @@
 //! bounded, self-healing connection to Redis and says whether the
 //! replica is part of the fleet now; [`members`] keeps the count of live replicas by
 //! heartbeats; [`shared`] is the shared tier (L2) behind the cache's tiers; [`bus`] carries
-//! invalidations to every live replica and waits for their confirmations. Off (`fleet.redis_url = ""`), nothing here runs.
+//! invalidations to every live replica and waits for their confirmations; [`budget`] is the
+//! fleet's upstream budget and 429 cooldown. Off (`fleet.redis_url = ""`), nothing here runs.
 
 pub mod replica;
 
 pub mod shared;
 
 pub mod bus;
+
+pub mod budget;
 
 pub mod members;
 

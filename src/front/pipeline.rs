@@ -26,6 +26,7 @@ use crate::cache::policy::Policy;
 use crate::cache::tier::Tiers;
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::fleet::budget::FleetBudget;
 use crate::fleet::bus::Bus;
 use crate::fleet::replica::Replica;
 use crate::fleet::shared::SharedTier;
@@ -98,6 +99,11 @@ impl Gateway {
             metrics.clone(),
             shared,
         ));
+        if let Some(replica) = &fleet {
+            // One budget and one cooldown for the fleet (SPEC §12.4).
+            let budget = FleetBudget::new(replica.link(), &config.fleet.name, &config.upstream);
+            exchange.shield().share_with(Arc::new(budget));
+        }
         let bus = fleet.as_ref().map(|replica| {
             let bus = Arc::new(Bus::new(
                 replica.link(),

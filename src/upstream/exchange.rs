@@ -155,7 +155,9 @@ impl Exchange {
         self.metrics
             .upstream(Some(response.status().as_u16()), started.elapsed());
         if purpose == Purpose::Cached && response.status() == StatusCode::TOO_MANY_REQUESTS {
-            self.shield.open_cooldown(scope, response.headers());
+            self.shield
+                .open_cooldown_everywhere(scope, response.headers())
+                .await;
         }
         let idle = self.body_idle_timeout;
         let response = response.map(|incoming| Body::upstream(incoming, idle));

@@ -10,7 +10,9 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use futures_util::future::BoxFuture;
 use std::time::{Duration, Instant, SystemTime};
 
 use governor::clock::{Clock, DefaultClock};
@@ -31,6 +33,26 @@ pub const MAX_COOLDOWN: Duration = Duration::from_secs(300);
 /// caller without `Authorization` together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ScopeKey(Option<Fingerprint>);
+
+impl ScopeKey {
+    /// The scope's name outside the process (the fleet's keys): the credential's keyed hash,
+    /// or `none` for the scope every caller without a credential (or every caller, in `global`
+    /// scope) shares.
+    pub fn label(&self) -> String {
+        self.0.map_or_else(|| "none".to_owned(), |f| f.to_hex())
+    }
+}
+
+/// The budget and the cooldowns a fleet shares (SPEC §12.4), asked once per upstream request.
+/// Implemented by fleet mode; `None` from either call means Redis did not answer, and the
+/// replica keeps to its own guards.
+pub trait SharedBudget: Send + Sync {
+    /// Takes one token from the scope's fleet bucket, unless (for a cached route) the fleet's
+    /// cooldown for the scope is open: `Some(Ok(()))` admitted, `Some(Err(..))` refused.
+    fn take(&self, scope: ScopeKey, cached: bool) -> BoxFuture<'_, Option<Result<(), Refused>>>;
+    /// Opens the scope's cooldown for the whole fleet.
+    fn cool(&self, scope: ScopeKey, length: Duration) -> BoxFuture<'_, ()>;
+}
 
 /// A refusal and the answer that goes with it.
 #[derive(Debug, Clone)]
@@ -73,6 +95,8 @@ pub struct Shield {
     metrics: Arc<Metrics>,
     /// Made once: building a clock calibrates the TSC, far too slow per request.
     clock: DefaultClock,
+    /// The fleet's budget and cooldowns, in fleet mode.
+    shared: OnceLock<Arc<dyn SharedBudget>>,
 }
 
 impl Shield {
@@ -99,6 +123,21 @@ impl Shield {
             checks: AtomicU64::new(0),
             metrics,
             clock: DefaultClock::default(),
+            shared: OnceLock::new(),
+        }
+    }
+
+    /// From now on, the budget and the cooldowns are the fleet's (fleet mode).
+    pub fn share_with(&self, budget: Arc<dyn SharedBudget>) {
+        let _ = self.shared.set(budget);
+    }
+
+    /// Opens the scope's cooldown here and, in fleet mode, for the whole fleet (recorded in
+    /// Redis before the 429 goes to the client, SPEC §12.4).
+    pub async fn open_cooldown_everywhere(&self, scope: ScopeKey, headers: &HeaderMap) {
+        let length = self.open_cooldown(scope, headers);
+        if let Some(shared) = self.shared.get() {
+            shared.cool(scope, length).await;
         }
     }
 
@@ -199,7 +238,23 @@ impl Shield {
                 })
             }
         };
-        // The token is taken only by a request that really goes upstream now.
+        // The token is taken only by a request that really goes upstream now: from the fleet's
+        // bucket in fleet mode (which also holds the fleet's cooldowns), else from this one's.
+        let shared = match self.shared.get() {
+            Some(shared) => shared.take(scope, order).await,
+            None => None,
+        };
+        if let Some(Err(refused)) = shared {
+            return Err(refused);
+        }
+        if shared.is_some() {
+            self.metrics.in_flight(1.0);
+            return Ok(Admission {
+                _slot: slot,
+                _share: share,
+                metrics: self.metrics.clone(),
+            });
+        }
         if let Err(wait) = self.take_token(scope) {
             return Err(Refused {
                 reason: Refusal::Budget,

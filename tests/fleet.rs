@@ -517,3 +517,38 @@ async fn a_cooldown_opened_on_one_replica_holds_on_the_others() {
         gw.stop().await;
     }
 }
+
+/// SPEC §12.5: Redis slow (paused) — no request waits past about `fleet.timeout` for it.
+#[tokio::test]
+async fn a_paused_redis_delays_no_request_past_the_fleet_timeout() {
+    let Some(redis) = RedisServer::start("a_paused_redis_delays_no_request") else {
+        return;
+    };
+    let up = OrderUpstream::start().await;
+    let gw = replica(&up, &redis, &[("fleet.timeout", "50ms")]).await;
+    eventually(Duration::from_secs(5), || async { fleet_view(&gw).await.0 }).await;
+    let auth = [("authorization", TOKEN)];
+    let warm = new_order();
+    assert_eq!(
+        get(&gw.order_url(&warm), &auth).await.header("x-cache"),
+        Some("MISS")
+    );
+    assert!(redis.command("CLIENT PAUSE 4000 ALL").starts_with("+OK"));
+    for order in [new_order(), warm] {
+        let started = Instant::now();
+        let reply = get(&gw.order_url(&order), &auth).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        // 50 ms for the one Redis call that meets the pause, then none; the 4 s pause is
+        // never waited out (a wide margin for a loaded machine).
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    assert!(
+        !fleet_view(&gw).await.0,
+        "the replica works alone meanwhile"
+    );
+    gw.stop().await;
+}

@@ -552,3 +552,57 @@ async fn a_paused_redis_delays_no_request_past_the_fleet_timeout() {
     );
     gw.stop().await;
 }
+
+/// The same fleet on a 3-node Redis Cluster (SPEC §12): every operation's keys share a slot.
+#[tokio::test]
+async fn a_redis_cluster_works_the_same() {
+    let Some(nodes) = RedisServer::start_cluster("a_redis_cluster_works_the_same") else {
+        return;
+    };
+    let urls: Vec<String> = nodes.iter().map(RedisServer::url).collect();
+    let seeds = urls.join(",");
+    let up = OrderUpstream::start().await;
+    let settings = [
+        ("fleet.redis_url", seeds.as_str()),
+        ("fleet.cluster", "true"),
+        ("fleet.partition_secret", SECRET),
+        ("cache.ttl", "1h"),
+    ];
+    let a = TestGateway::with(&up.base_url, &settings).await;
+    let b = TestGateway::with(&up.base_url, &settings).await;
+    for gw in [&a, &b] {
+        eventually(Duration::from_secs(10), || async {
+            fleet_view(gw).await == (true, 2)
+        })
+        .await;
+    }
+    let auth = [("authorization", TOKEN)];
+    let order = new_order();
+    assert_eq!(
+        get(&a.order_url(&order), &auth).await.header("x-cache"),
+        Some("MISS")
+    );
+    assert_eq!(
+        get(&b.order_url(&order), &auth).await.header("x-cache"),
+        Some("HIT")
+    );
+    assert_eq!(
+        up.hits(),
+        1,
+        "the shared tier on the cluster shared the fill"
+    );
+    up.bump(&order);
+    let patch = send(
+        http::Method::PATCH,
+        &a.order_url(&order),
+        &auth,
+        bytes::Bytes::from_static(b"{}"),
+    )
+    .await;
+    assert_eq!(patch.status, StatusCode::OK);
+    let after = get(&b.order_url(&order), &auth).await;
+    let new_etag = format!("\"{}\"", etag_for(&order, 2));
+    assert_eq!(after.header("etag"), Some(new_etag.as_str()));
+    a.stop().await;
+    b.stop().await;
+}

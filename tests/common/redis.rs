@@ -36,8 +36,49 @@ impl RedisServer {
         let _ = self.child.wait();
     }
 
+    /// Three nodes joined into a Redis Cluster (`redis-cli --cluster create`), or `None` as
+    /// [`RedisServer::start`] says.
+    pub fn start_cluster(test: &str) -> Option<Vec<RedisServer>> {
+        let dir = std::env::temp_dir().join(format!("pg-cluster-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let config = dir.join(format!("nodes-{port}.conf"));
+            let config = config.to_string_lossy().into_owned();
+            let extra = ["--cluster-enabled", "yes", "--cluster-config-file", &config];
+            nodes.push(RedisServer::start_with(test, port, &extra)?);
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for node in &nodes {
+            create.arg(node.addr.to_string());
+        }
+        let created = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli runs");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for node in &nodes {
+            while !node.command("CLUSTER INFO").contains("cluster_state:ok") {
+                assert!(Instant::now() < deadline, "the cluster did not become ok");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Some(nodes)
+    }
+
     fn start_on(test: &str, port: u16) -> Option<RedisServer> {
+        RedisServer::start_with(test, port, &[])
+    }
+
+    fn start_with(test: &str, port: u16, extra: &[&str]) -> Option<RedisServer> {
         let spawned = Command::new("redis-server")
+            .args(extra)
             .args([
                 "--port",
                 &port.to_string(),

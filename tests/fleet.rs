@@ -314,18 +314,7 @@ async fn no_cache_revalidates_past_the_shared_tier() {
 async fn three_holding(
     test: &str,
 ) -> Option<(RedisServer, OrderUpstream, Vec<TestGateway>, String)> {
-    let redis = RedisServer::start(test)?;
-    let up = OrderUpstream::start().await;
-    let mut replicas = Vec::new();
-    for _ in 0..3 {
-        replicas.push(replica(&up, &redis, &[("cache.ttl", "1h")]).await);
-    }
-    for gw in &replicas {
-        eventually(Duration::from_secs(5), || async {
-            fleet_view(gw).await == (true, 3)
-        })
-        .await;
-    }
+    let (redis, up, replicas) = three_replicas(test, &[("cache.ttl", "1h")]).await?;
     let order = new_order();
     for (gw, state) in replicas.iter().zip(["MISS", "HIT", "HIT"]) {
         let reply = get(&gw.order_url(&order), &[("authorization", TOKEN)]).await;
@@ -399,20 +388,10 @@ async fn a_purge_on_one_replica_empties_every_replica() {
 /// three replicas, cause exactly one upstream request.
 #[tokio::test]
 async fn one_cold_key_is_filled_once_for_the_whole_fleet() {
-    let Some(redis) = RedisServer::start("one_cold_key_is_filled_once") else {
+    let Some((_redis, up, replicas)) = three_replicas("one_cold_key_is_filled_once", &[]).await
+    else {
         return;
     };
-    let up = OrderUpstream::start().await;
-    let mut replicas = Vec::new();
-    for _ in 0..3 {
-        replicas.push(replica(&up, &redis, &[]).await);
-    }
-    for gw in &replicas {
-        eventually(Duration::from_secs(5), || async {
-            fleet_view(gw).await == (true, 3)
-        })
-        .await;
-    }
     up.set_delay(Duration::from_millis(300));
     let order = new_order();
     let urls: Vec<String> = (0..300)

@@ -585,3 +585,41 @@ async fn a_redis_cluster_works_the_same() {
     a.stop().await;
     b.stop().await;
 }
+
+/// SPEC §12.5: cut off from Redis, a replica keeps its share of the fleet's budget —
+/// `rate_limit_rps` and the burst divided by the live replicas last seen.
+#[tokio::test]
+async fn alone_a_replica_keeps_its_share_of_the_budget() {
+    let settings = [
+        ("upstream.rate_limit_rps", "3"),
+        ("upstream.rate_limit_burst", "3"),
+    ];
+    let Some((mut redis, up, replicas)) =
+        three_replicas("alone_a_replica_keeps_its_share", &settings).await
+    else {
+        return;
+    };
+    redis.stop();
+    let alone = &replicas[0];
+    eventually(Duration::from_secs(5), || async {
+        !fleet_view(alone).await.0
+    })
+    .await;
+    let started = Instant::now();
+    let urls: Vec<String> = (0..12).map(|_| alone.order_url(&new_order())).collect();
+    let replies = concurrent_gets(urls, &[("authorization", TOKEN)]).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    // A third of the bucket (1) and of the rate (1/s); with the whole budget it would be 3 + 3/s.
+    let share = 1 + elapsed.ceil() as usize;
+    assert!(
+        up.hits() <= share,
+        "{} upstream requests in {elapsed:.2} s",
+        up.hits()
+    );
+    assert!(replies
+        .iter()
+        .all(|r| r.status != StatusCode::INTERNAL_SERVER_ERROR));
+    for gw in replicas {
+        gw.stop().await;
+    }
+}

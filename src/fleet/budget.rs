@@ -5,11 +5,13 @@
 //! script that also answers whether the scope's fleet cooldown is open: one round trip per
 //! upstream request, on Redis's own clock. A 429 cooldown opened on one replica is recorded
 //! in Redis (with its length as expiry) before the 429 goes to the client, so every replica
-//! answers `UpstreamThrottled` for the same time. When Redis does not answer, the shield keeps
-//! to the replica's own guards.
+//! answers `UpstreamThrottled` for the same time. When Redis does not answer, the replica keeps
+//! its share of the budget alone: `rate_limit_rps` and the burst divided by the live replicas
+//! last seen (at least 1), in the same GCRA form, in memory.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -17,6 +19,7 @@ use futures_util::FutureExt;
 use crate::config::UpstreamConfig;
 use crate::error::GatewayError;
 use crate::fleet::link::{Link, Query};
+use crate::fleet::members::Members;
 use crate::outcome::Refusal;
 use crate::upstream::shield::{Refused, ScopeKey, SharedBudget};
 
@@ -44,15 +47,25 @@ return {0, 0}
 /// The fleet's budget and cooldowns, through this replica's link.
 pub struct FleetBudget {
     link: Arc<Link>,
+    members: Arc<Members>,
     name: String,
     interval_ms: f64,
     burst: u32,
     take: redis::Script,
+    /// This replica's share while cut off: per scope, the theoretical arrival time in ms
+    /// since `started`.
+    alone: Mutex<HashMap<ScopeKey, f64>>,
+    started: Instant,
 }
 
 impl FleetBudget {
     /// The fleet `name`'s budget as `upstream.*` configures it.
-    pub fn new(link: Arc<Link>, name: &str, config: &UpstreamConfig) -> FleetBudget {
+    pub fn new(
+        link: Arc<Link>,
+        members: Arc<Members>,
+        name: &str,
+        config: &UpstreamConfig,
+    ) -> FleetBudget {
         let rps = config.rate_limit_rps;
         let burst = match config.rate_limit_burst {
             0 => rps,
@@ -60,6 +73,9 @@ impl FleetBudget {
         };
         FleetBudget {
             link,
+            members,
+            alone: Mutex::new(HashMap::new()),
+            started: Instant::now(),
             name: name.to_owned(),
             interval_ms: if rps == 0 {
                 0.0
@@ -69,6 +85,34 @@ impl FleetBudget {
             burst,
             take: redis::Script::new(TAKE),
         }
+    }
+
+    /// GCRA in memory with this replica's share of the budget (while Redis is silent).
+    fn take_alone(&self, scope: ScopeKey) -> Result<(), Refused> {
+        if self.interval_ms == 0.0 {
+            return Ok(());
+        }
+        let replicas = self.members.replicas().max(1) as f64;
+        let interval = self.interval_ms * replicas;
+        let burst = (f64::from(self.burst) / replicas).max(1.0);
+        let now = self.started.elapsed().as_secs_f64() * 1000.0;
+        let mut alone = self.alone.lock().unwrap_or_else(PoisonError::into_inner);
+        if alone.len() > 4096 {
+            alone.retain(|_, tat| *tat > now);
+        }
+        let tat = alone.get(&scope).copied().unwrap_or(now).max(now);
+        let next = tat + interval;
+        let allowed_at = next - interval * burst;
+        if allowed_at > now {
+            return Err(Refused {
+                reason: Refusal::Budget,
+                error: GatewayError::GatewayRateLimited {
+                    retry_after: retry_after((allowed_at - now).ceil() as i64),
+                },
+            });
+        }
+        alone.insert(scope, next);
+        Ok(())
     }
 
     fn key(&self, what: &str, scope: ScopeKey) -> String {
@@ -92,7 +136,10 @@ impl SharedBudget for FleetBudget {
                 .arg(self.burst)
                 .arg(u8::from(cached));
             let answer = self.link.run::<Vec<i64>>(Query::Script(&invocation)).await;
-            match answer.ok()?.as_slice() {
+            let Ok(answer) = answer else {
+                return Some(self.take_alone(scope));
+            };
+            match answer.as_slice() {
                 [0, ..] => Some(Ok(())),
                 [1, wait] => Some(Err(Refused {
                     reason: Refusal::Budget,

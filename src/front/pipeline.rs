@@ -101,7 +101,12 @@ impl Gateway {
         ));
         if let Some(replica) = &fleet {
             // One budget and one cooldown for the fleet (SPEC §12.4).
-            let budget = FleetBudget::new(replica.link(), &config.fleet.name, &config.upstream);
+            let budget = FleetBudget::new(
+                replica.link(),
+                replica.members(),
+                &config.fleet.name,
+                &config.upstream,
+            );
             exchange.shield().share_with(Arc::new(budget));
         }
         let bus = fleet.as_ref().map(|replica| {

@@ -236,6 +236,14 @@ def check_admin_token(container: dict, file_layer: dict, where: str, report: Rep
                  f"{variable} must be set once, from a Secret (valueFrom.secretKeyRef)")
     report.check(not file_layer.get("admin", {}).get("token"), where,
                  "admin.token must not be in the ConfigMap: use a Secret")
+    # Fleet mode's Redis URL (it may hold a password) and partition secret: Secrets only too.
+    for key in ("redis_url", "partition_secret"):
+        variable = f"{ENV_PREFIX}FLEET__{key.upper()}"
+        for entry in (e for e in container.get("env", []) if e["name"] == variable):
+            report.check("secretKeyRef" in entry.get("valueFrom", {}), where,
+                         f"{variable} must come from a Secret (valueFrom.secretKeyRef)")
+        report.check(not file_layer.get("fleet", {}).get(key), where,
+                     f"fleet.{key} must not be in the ConfigMap: use a Secret")
 
 
 def rule_covers_port(rule: dict, container: dict, port: int) -> bool:

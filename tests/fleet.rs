@@ -623,3 +623,42 @@ async fn alone_a_replica_keeps_its_share_of_the_budget() {
         gw.stop().await;
     }
 }
+
+/// SPEC §12.5: a replica replays the invalidations it made while cut off, so its own writes
+/// reach the shared tier and the others when it rejoins.
+#[tokio::test]
+async fn a_write_made_while_cut_off_is_replayed_on_rejoin() {
+    let Some((redis, up, a, b)) = two_replicas("a_write_made_while_cut_off_is_replayed").await
+    else {
+        return;
+    };
+    let auth = [("authorization", TOKEN)];
+    let order = new_order();
+    assert_eq!(
+        get(&a.order_url(&order), &auth).await.header("x-cache"),
+        Some("MISS")
+    );
+    // Redis keeps its data but answers nobody for a while: both replicas lose it.
+    assert!(redis.command("CLIENT PAUSE 1500 ALL").starts_with("+OK"));
+    eventually(Duration::from_secs(5), || async { !fleet_view(&a).await.0 }).await;
+    up.bump(&order);
+    let patch = send(
+        http::Method::PATCH,
+        &a.order_url(&order),
+        &auth,
+        bytes::Bytes::from_static(b"{}"),
+    )
+    .await;
+    assert_eq!(patch.status, StatusCode::OK);
+    let sent = "partner_gateway_fleet_invalidations_total{direction=\"sent\"}";
+    eventually(Duration::from_secs(10), || async {
+        metric(&a, sent).await == Some(1.0) && fleet_view(&b).await.0
+    })
+    .await;
+    // The old version is gone from the shared tier too: B fetches the new one.
+    let after = get(&b.order_url(&order), &auth).await;
+    let new_etag = format!("\"{}\"", etag_for(&order, 2));
+    assert_eq!(after.header("etag"), Some(new_etag.as_str()));
+    a.stop().await;
+    b.stop().await;
+}

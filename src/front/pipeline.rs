@@ -99,24 +99,13 @@ impl Gateway {
             metrics.clone(),
             shared,
         ));
-        if let Some(replica) = &fleet {
-            // One budget and one cooldown for the fleet (SPEC §12.4).
-            let budget = FleetBudget::new(
-                replica.link(),
-                replica.members(),
-                &config.fleet.name,
-                &config.upstream,
-            );
-            exchange.shield().share_with(Arc::new(budget));
-        }
         let bus = fleet.as_ref().map(|replica| {
-            let bus = Arc::new(Bus::new(
-                replica.link(),
-                replica.members(),
-                &config.fleet.name,
-                config.fleet.invalidation_wait,
-                metrics.clone(),
-            ));
+            let (link, members, name) = (replica.link(), replica.members(), &config.fleet.name);
+            // One budget and one cooldown for the fleet (SPEC §12.4).
+            let budget = FleetBudget::new(link.clone(), members.clone(), name, &config.upstream);
+            exchange.shield().share_with(Arc::new(budget));
+            let wait = config.fleet.invalidation_wait;
+            let bus = Arc::new(Bus::new(link, members, name, wait, metrics.clone()));
             // What another replica wrote or purged leaves this one's memory (SPEC §12.3).
             let memory = tiers.clone();
             bus.on_purge(move |what| {

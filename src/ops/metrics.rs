@@ -23,6 +23,30 @@ const BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 10.0,
 ];
 
+/// Every family's name and help text, declared at start so each has its help from the first
+/// scrape.
+#[rustfmt::skip]
+const FAMILIES: &[(&str, &str)] = &[
+    ("partner_gateway_requests_total", "Front requests answered, by route, status and X-Cache."),
+    ("partner_gateway_request_duration_seconds", "Time to answer a front request (head), by route."),
+    ("partner_gateway_upstream_requests_total", "Upstream requests, by status (or error when none came back)."),
+    ("partner_gateway_upstream_duration_seconds", "Time from sending an upstream request to its response head."),
+    ("partner_gateway_coalesced_waits_total", "Requests that waited for another request's fill instead of asking the upstream."),
+    ("partner_gateway_cache_entries", "Entries in the order cache."),
+    ("partner_gateway_cache_bytes", "Weighted bytes in the order cache (body + key + headers)."),
+    ("partner_gateway_cache_not_stored_total", "Upstream order responses not stored, by reason."),
+    ("partner_gateway_shield_rejections_total", "Upstream calls the shield refused, by reason."),
+    ("partner_gateway_cooldowns_total", "Upstream 429 cooldowns opened."),
+    ("partner_gateway_cache_evictions_total", "Entries that left the cache, by cause."),
+    ("partner_gateway_upstream_in_flight", "Upstream requests in flight now."),
+    ("partner_gateway_fleet_up", "1 while this replica is part of its fleet (fleet mode), else 0."),
+    ("partner_gateway_fleet_replicas", "Live replicas of the fleet last seen, this one included (fleet mode)."),
+    ("partner_gateway_fleet_l2_lookups_total", "Looks into the fleet's shared tier after an L1 miss, by result (fleet mode)."),
+    ("partner_gateway_fleet_invalidations_total", "Invalidations sent to or received from the other replicas, by direction (fleet mode)."),
+    ("partner_gateway_fleet_lease_waits_total", "Fills that waited for another replica's fill of the same key (fleet mode)."),
+    ("partner_gateway_build_info", "Build information; the value is always 1."),
+];
+
 const ROUTES: [&str; 2] = ["order", "forward"];
 const STATUS_MIN: u16 = 100;
 const STATUS_SLOTS: usize = 500; // 100..=599
@@ -87,86 +111,13 @@ impl Metrics {
             .map(PrometheusBuilder::build_recorder)
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
-        let describe = |name: &'static str, help: &'static str| {
+        for (name, help) in FAMILIES {
             recorder.describe_counter(
                 KeyName::from_const_str(name),
                 None,
                 SharedString::const_str(help),
             );
-        };
-        describe(
-            "partner_gateway_requests_total",
-            "Front requests answered, by route, status and X-Cache.",
-        );
-        describe(
-            "partner_gateway_request_duration_seconds",
-            "Time to answer a front request (head), by route.",
-        );
-        describe(
-            "partner_gateway_upstream_requests_total",
-            "Upstream requests, by status (or error when none came back).",
-        );
-        describe(
-            "partner_gateway_upstream_duration_seconds",
-            "Time from sending an upstream request to its response head.",
-        );
-        describe(
-            "partner_gateway_coalesced_waits_total",
-            "Requests that waited for another request's fill instead of asking the upstream.",
-        );
-        describe(
-            "partner_gateway_cache_entries",
-            "Entries in the order cache.",
-        );
-        describe(
-            "partner_gateway_cache_bytes",
-            "Weighted bytes in the order cache (body + key + headers).",
-        );
-        describe(
-            "partner_gateway_cache_not_stored_total",
-            "Upstream order responses not stored, by reason.",
-        );
-        describe(
-            "partner_gateway_shield_rejections_total",
-            "Upstream calls the shield refused, by reason.",
-        );
-        describe(
-            "partner_gateway_cooldowns_total",
-            "Upstream 429 cooldowns opened.",
-        );
-        describe(
-            "partner_gateway_cache_evictions_total",
-            "Entries that left the cache, by cause.",
-        );
-        describe(
-            "partner_gateway_upstream_in_flight",
-            "Upstream requests in flight now.",
-        );
-        describe(
-            "partner_gateway_fleet_up",
-            "1 while this replica is part of its fleet (fleet mode), else 0.",
-        );
-        describe(
-            "partner_gateway_fleet_replicas",
-            "Live replicas of the fleet last seen, this one included (fleet mode).",
-        );
-        describe(
-            "partner_gateway_fleet_l2_lookups_total",
-            "Looks into the fleet's shared tier after an L1 miss, by result (fleet mode).",
-        );
-        describe(
-            "partner_gateway_fleet_invalidations_total",
-            "Invalidations sent to or received from the other replicas, by direction (fleet mode).",
-        );
-        describe(
-            "partner_gateway_fleet_lease_waits_total",
-            "Fills that waited for another replica's fill of the same key (fleet mode).",
-        );
-        describe(
-            "partner_gateway_build_info",
-            "Build information; the value is always 1.",
-        );
-
+        }
         let counter = |name: &'static str, labels: Vec<Label>| {
             recorder.register_counter(&Key::from_parts(name, labels), &meta())
         };
@@ -259,6 +210,10 @@ impl Metrics {
         metrics.coalesced_waits.increment(0);
         metrics.cooldowns.increment(0);
         metrics.upstream_error.increment(0);
+        metrics.lease_waits.increment(0);
+        for counter in metrics.l2_lookups.iter().chain(&metrics.invalidations) {
+            counter.increment(0);
+        }
         metrics
     }
 

@@ -53,6 +53,20 @@ async fn two_replicas(
     Some((redis, up, a, b))
 }
 
+/// A write through `gw` on `order` (the upstream answers 2xx), as a partner service sends it.
+async fn patch(gw: &TestGateway, order: &str) -> StatusCode {
+    let auth = [("authorization", TOKEN)];
+    let body = bytes::Bytes::from_static(b"{}");
+    send(http::Method::PATCH, &gw.order_url(order), &auth, body)
+        .await
+        .status
+}
+
+/// The `ETag` an order carries at `version`.
+fn version_etag(order: &str, version: u32) -> String {
+    format!("\"{}\"", etag_for(order, version))
+}
+
 async fn fleet_view(gw: &TestGateway) -> (bool, u64) {
     let stats = gw.stats().await;
     (
@@ -243,14 +257,7 @@ async fn writes_and_purges_on_one_replica_drop_the_shared_entry() {
         get(&a.order_url(&written), &auth).await.header("x-cache"),
         Some("MISS")
     );
-    let patch = send(
-        http::Method::PATCH,
-        &a.order_url(&written),
-        &auth,
-        bytes::Bytes::from_static(b"{}"),
-    )
-    .await;
-    assert_eq!(patch.status, StatusCode::OK);
+    assert_eq!(patch(&a, &written).await, StatusCode::OK);
     assert_eq!(
         get(&b.order_url(&written), &auth).await.header("x-cache"),
         Some("MISS")
@@ -333,17 +340,10 @@ async fn a_write_reaches_every_replica_before_it_is_answered() {
     };
     let auth = [("authorization", TOKEN)];
     up.bump(&order);
-    let patch = send(
-        http::Method::PATCH,
-        &replicas[0].order_url(&order),
-        &auth,
-        bytes::Bytes::from_static(b"{}"),
-    )
-    .await;
-    assert_eq!(patch.status, StatusCode::OK);
+    assert_eq!(patch(&replicas[0], &order).await, StatusCode::OK);
     let (url_b, url_c) = (replicas[1].order_url(&order), replicas[2].order_url(&order));
     let (b, c) = tokio::join!(get(&url_b, &auth), get(&url_c, &auth));
-    let new_etag = format!("\"{}\"", etag_for(&order, 2));
+    let new_etag = version_etag(&order, 2);
     for reply in [&b, &c] {
         assert_eq!(
             reply.header("etag"),
@@ -571,16 +571,9 @@ async fn a_redis_cluster_works_the_same() {
         "the shared tier on the cluster shared the fill"
     );
     up.bump(&order);
-    let patch = send(
-        http::Method::PATCH,
-        &a.order_url(&order),
-        &auth,
-        bytes::Bytes::from_static(b"{}"),
-    )
-    .await;
-    assert_eq!(patch.status, StatusCode::OK);
+    assert_eq!(patch(&a, &order).await, StatusCode::OK);
     let after = get(&b.order_url(&order), &auth).await;
-    let new_etag = format!("\"{}\"", etag_for(&order, 2));
+    let new_etag = version_etag(&order, 2);
     assert_eq!(after.header("etag"), Some(new_etag.as_str()));
     a.stop().await;
     b.stop().await;
@@ -642,14 +635,7 @@ async fn a_write_made_while_cut_off_is_replayed_on_rejoin() {
     assert!(redis.command("CLIENT PAUSE 1500 ALL").starts_with("+OK"));
     eventually(Duration::from_secs(5), || async { !fleet_view(&a).await.0 }).await;
     up.bump(&order);
-    let patch = send(
-        http::Method::PATCH,
-        &a.order_url(&order),
-        &auth,
-        bytes::Bytes::from_static(b"{}"),
-    )
-    .await;
-    assert_eq!(patch.status, StatusCode::OK);
+    assert_eq!(patch(&a, &order).await, StatusCode::OK);
     let sent = "partner_gateway_fleet_invalidations_total{direction=\"sent\"}";
     eventually(Duration::from_secs(10), || async {
         metric(&a, sent).await == Some(1.0) && fleet_view(&b).await.0
@@ -657,7 +643,7 @@ async fn a_write_made_while_cut_off_is_replayed_on_rejoin() {
     .await;
     // The old version is gone from the shared tier too: B fetches the new one.
     let after = get(&b.order_url(&order), &auth).await;
-    let new_etag = format!("\"{}\"", etag_for(&order, 2));
+    let new_etag = version_etag(&order, 2);
     assert_eq!(after.header("etag"), Some(new_etag.as_str()));
     a.stop().await;
     b.stop().await;

@@ -414,6 +414,60 @@ async fn one_cold_key_is_filled_once_for_the_whole_fleet() {
     }
 }
 
+/// SPEC §12.1: an entry found in the shared tier answers by its age like any entry — past its
+/// ttl but within `stale_while_revalidate` it is served `STALE` at once (the client does not
+/// wait for the upstream) while one background revalidation refreshes it for the fleet.
+#[tokio::test]
+async fn a_stale_shared_entry_is_served_stale_while_one_refresh_runs() {
+    let windows = [
+        ("cache.ttl", "200ms"),
+        ("cache.stale_while_revalidate", "1h"),
+    ];
+    let Some((_redis, up, replicas)) = three_replicas("a_stale_shared_entry", &windows).await
+    else {
+        return;
+    };
+    let auth = [("authorization", TOKEN)];
+    let order = new_order();
+    let first = get(&replicas[0].order_url(&order), &auth).await;
+    assert_eq!(first.header("x-cache"), Some("MISS"));
+    // Time is the subject: let the entry pass its 200 ms ttl with a wide margin.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The refresh will take 2 s upstream; the STALE answers must not wait for it.
+    up.set_delay(Duration::from_secs(2));
+    let started = Instant::now();
+    let urls = vec![replicas[1].order_url(&order), replicas[2].order_url(&order)];
+    let stale = concurrent_gets(urls, &auth).await;
+    for reply in &stale {
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.header("x-cache"), Some("STALE"));
+        assert_eq!(reply.body, first.body);
+        assert_eq!(reply.header("etag"), first.header("etag"));
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "answered without waiting for the 2 s refresh ({:?})",
+        started.elapsed()
+    );
+    // One conditional refresh for the fleet (the two replicas share it through the lease).
+    up.wait_hits(2).await;
+    let refresh = up.last_headers();
+    assert_eq!(
+        refresh.get("if-none-match").and_then(|v| v.to_str().ok()),
+        first.header("etag"),
+        "the refresh revalidates the stale entry"
+    );
+    eventually(Duration::from_secs(10), || async {
+        let again = get(&replicas[1].order_url(&order), &auth).await;
+        again.header("x-cache") == Some("HIT")
+    })
+    .await;
+    assert_eq!(up.hits(), 2, "one refresh for both replicas");
+    for gw in replicas {
+        gw.stop().await;
+    }
+}
+
 /// Three replicas sharing one Redis, with `extra` settings; `None` without redis-server.
 async fn three_replicas(
     test: &str,

@@ -24,6 +24,7 @@ const LAYERS: &[&str] = &[
     "front::pipeline",
     "cache::lookup",
     "cache::fill",
+    "cache::ask",
     "cache::tier",
     "fleet::shared",
     "fleet::bus",

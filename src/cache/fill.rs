@@ -1,7 +1,7 @@
 //! Filling and revalidating entries, one upstream request per key at a time (SPEC §4.2).
 //!
 //! The first request for a cold (or expired) key starts a fill; every request for the same key
-//! that arrives before it ends waits for it and gets the same [`Outcome`]. The fill runs in its
+//! that arrives before it ends waits for it and gets the same [`Outcome`] (the exchange itself is [`crate::cache::ask`]). The fill runs in its
 //! own task, so it finishes (and stores) even when every client that wanted it hung up, and a
 //! client hanging up never restarts it. This is a single-flight beside moka rather than moka's
 //! `get_with`: a fill has more outcomes than "a value" (an uncacheable answer to share, the
@@ -9,77 +9,32 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
-use http::header::{CONTENT_TYPE, IF_NONE_MATCH};
-use http::{response, Request, Response, StatusCode};
+use http::Request;
 
-use crate::body::{read_limited, Body, Limited};
-use crate::cache::cacheability;
-use crate::cache::key::{detach, CacheKey, KeyMaker};
-use crate::cache::policy::{Freshness, Policy};
+use crate::body::Body;
+use crate::cache::ask::{fetch, FillContext, Outcome};
+use crate::cache::key::CacheKey;
+use crate::cache::policy::Freshness;
 use crate::cache::store::Entry;
-use crate::cache::tier::{Epoch, Tiers};
+use crate::cache::tier::Tiers;
 use crate::config::CacheConfig;
 use crate::error::GatewayError;
 use crate::fleet::shared::Lease;
 use crate::front::conditional::RequestDirectives;
 use crate::front::credential::Fingerprint;
 use crate::ops::metrics::Metrics;
-use crate::outcome::{CacheState, NotStored, Refusal, Tier};
-use crate::upstream::client::describe;
-use crate::upstream::exchange::{Exchange, Failure, Purpose};
+use crate::outcome::{CacheState, Tier};
+use crate::upstream::exchange::Exchange;
 use crate::upstream::shield::ScopeKey;
-
-/// How a fill ended; shared by every request that waited for it.
-pub enum Outcome {
-    /// A usable entry: just fetched (`Miss`), confirmed unchanged (`Revalidated`), or found
-    /// already refreshed by someone else (`Hit`).
-    Entry {
-        entry: Arc<Entry>,
-        state: CacheState,
-        upstream_status: Option<u16>,
-        /// The tier it came from, when it came from the cache rather than the upstream.
-        tier: Option<Tier>,
-    },
-    /// The upstream failed, or the shield refused the call, and the prior entry may stand in
-    /// (SPEC §4.1, stale-if-error).
-    Stale {
-        entry: Arc<Entry>,
-        upstream_status: Option<u16>,
-        refusal: Option<Refusal>,
-    },
-    /// An answer that is not stored, passed to every waiter as received.
-    Passed { head: response::Parts, body: Bytes },
-    /// An answer too large to buffer: the first waiter to claim it streams it; the others
-    /// must ask the upstream themselves.
-    Oversized(Mutex<Option<Response<Body>>>),
-    /// No answer and nothing cached to stand in: connect error, timeout, broken response, or
-    /// the shield kept the request from the upstream.
-    Failed(Failure),
-}
 
 type SharedOutcome = Shared<BoxFuture<'static, Arc<Outcome>>>;
 
 /// What one fill is for: a key, and in `shared` mode the credential it is sent with (see
-/// [`KeyMaker::fill_scope`]).
+/// [`crate::cache::key::KeyMaker::fill_scope`]).
 type FillKey = (CacheKey, Option<Fingerprint>);
-
-/// What a fill needs from the process.
-struct FillContext {
-    tiers: Arc<Tiers>,
-    exchange: Arc<Exchange>,
-    policy: Policy,
-    /// The body size limit in force (SPEC §2: the smaller of the two cache bounds).
-    entry_limit: usize,
-    /// How long a fleet lease on a key lasts: `upstream.request_timeout` + 1 s (SPEC §12.2).
-    lease_ttl: Duration,
-    /// Whether upstream 404s are remembered (`cache.negative_ttl > 0`, `credential` mode).
-    remember_not_found: bool,
-    metrics: Arc<Metrics>,
-}
 
 /// The fills in progress, by key, and what they need.
 pub struct Fills {
@@ -95,19 +50,9 @@ impl Fills {
         exchange: Arc<Exchange>,
         metrics: Arc<Metrics>,
     ) -> Fills {
-        let lease_ttl = exchange.request_timeout() + Duration::from_secs(1);
         Fills {
             in_flight: Mutex::default(),
-            ctx: FillContext {
-                tiers,
-                exchange,
-                policy: Policy::new(config),
-                entry_limit: config.entry_limit(),
-                lease_ttl,
-                remember_not_found: !config.negative_ttl.is_zero()
-                    && KeyMaker::new(config.partition).remembers_not_found(),
-                metrics,
-            },
+            ctx: FillContext::new(config, tiers, exchange, metrics),
         }
     }
 
@@ -131,38 +76,65 @@ impl Fills {
         if let Some(shared) = in_flight.get(&fill_key) {
             return (shared.clone(), true);
         }
-        let request = build();
-        let task = {
-            let fills = self.clone();
-            let fill_key = fill_key.clone();
-            let span = tracing::Span::current();
-            tokio::spawn(tracing::Instrument::instrument(
-                async move {
-                    // Out of the map however the task ends, a panic included: a key must never
-                    // stay stuck with a failed outcome.
-                    let done = Done(fills.clone(), fill_key);
-                    let outcome = match request {
-                        Ok(request) => {
-                            let ctx = &done.0.ctx;
-                            let (key, fill_scope) = (&done.1 .0, done.1 .1);
-                            run(ctx, key, fill_scope, prior, scope, directives, request).await
+        let shared = self.spawn(fill_key.clone(), build(), prior, scope, directives);
+        in_flight.insert(fill_key, shared.clone());
+        (shared, false)
+    }
+
+    /// Runs one fill in its own task; what every caller of the key awaits. Not generic (the
+    /// refresh it may start re-enters here).
+    fn spawn(
+        self: &Arc<Self>,
+        fill_key: FillKey,
+        request: Result<Request<Body>, GatewayError>,
+        prior: Option<Arc<Entry>>,
+        scope: ScopeKey,
+        directives: RequestDirectives,
+    ) -> SharedOutcome {
+        let fills = self.clone();
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                // Out of the map however the task ends, a panic included: a key must never
+                // stay stuck with a failed outcome.
+                let done = Done(fills.clone(), fill_key);
+                let (key, fill_scope) = (&done.1 .0, done.1 .1);
+                let step = match request {
+                    Ok(request) => {
+                        let ctx = &fills.ctx;
+                        run(ctx, key, fill_scope, prior, scope, directives, request).await
+                    }
+                    Err(e) => Step::Done(Outcome::Failed(e.into())),
+                };
+                let outcome = match step {
+                    Step::Done(outcome) => outcome,
+                    // Answered STALE from the shared tier: this fill ends here, and one
+                    // refresh (a fill of its own, which later requests join) starts now.
+                    Step::Refresh { entry, request } => {
+                        let key = key.clone();
+                        drop(done);
+                        let prior = Some(entry.clone());
+                        let _ =
+                            fills.start_or_join(&key, fill_scope, prior, scope, directives, || {
+                                Ok(request)
+                            });
+                        Outcome::Entry {
+                            entry,
+                            state: CacheState::Stale,
+                            upstream_status: None,
+                            tier: Some(Tier::L2),
                         }
-                        Err(e) => Outcome::Failed(e.into()),
-                    };
-                    drop(done);
-                    Arc::new(outcome)
-                },
-                span,
-            ))
-        };
-        let shared = async move {
+                    }
+                };
+                Arc::new(outcome)
+            },
+            tracing::Span::current(),
+        ));
+        async move {
             task.await
                 .unwrap_or_else(|_| Arc::new(Outcome::Failed(GatewayError::Internal.into())))
         }
         .boxed()
-        .shared();
-        in_flight.insert(fill_key, shared.clone());
-        (shared, false)
+        .shared()
     }
 
     /// Number of fills in progress (for stats).
@@ -187,6 +159,18 @@ impl Drop for Done {
     }
 }
 
+/// What the first part of a fill decided.
+enum Step {
+    /// The fill's outcome.
+    Done(Outcome),
+    /// The shared tier holds an entry that is stale but servable (SPEC §12.1: answered by its
+    /// age like any entry): answer it, and refresh it in the background with this request.
+    Refresh {
+        entry: Arc<Entry>,
+        request: Request<Body>,
+    },
+}
+
 /// One fill: ask the upstream (conditionally when there is a prior entry), judge, store.
 async fn run(
     ctx: &FillContext,
@@ -196,38 +180,44 @@ async fn run(
     scope: ScopeKey,
     directives: RequestDirectives,
     request: Request<Body>,
-) -> Outcome {
+) -> Step {
     let epoch = ctx.tiers.epoch();
     // Fresh for the request that started the fill: its `no-cache` or `max-age` still holds.
     let fresh = |entry: &Entry| {
         let age = entry.age(Instant::now());
         ctx.policy.freshness(entry.kind(), age, &directives) == Freshness::Fresh
     };
+    let found = |entry, tier| {
+        Step::Done(Outcome::Entry {
+            entry,
+            state: CacheState::Hit,
+            upstream_status: None,
+            tier: Some(tier),
+        })
+    };
     // Someone may have stored a newer entry between this caller's lookup and now.
     if let Some(current) = ctx.tiers.get(key) {
         let newer = prior.as_ref().is_none_or(|p| p.id != current.id);
         if newer && fresh(&current) {
-            return Outcome::Entry {
-                entry: current,
-                state: CacheState::Hit,
-                upstream_status: None,
-                tier: Some(Tier::L1),
-            };
+            return found(current, Tier::L1);
         }
     }
-    // Fleet mode: what another replica stored answers by its age (SPEC §12.1); one too old to
-    // serve still makes this fill a revalidation.
+    // Fleet mode: what another replica stored answers by its age (SPEC §12.1) — fresh as a
+    // HIT, stale as STALE while this fill goes on as its refresh; one too old to serve still
+    // makes this fill a revalidation.
     if prior.is_none() && ctx.tiers.is_shared() {
         if let Some(shared) = ctx.tiers.get_shared(key, epoch).await {
-            if fresh(&shared) {
-                return Outcome::Entry {
-                    entry: shared,
-                    state: CacheState::Hit,
-                    upstream_status: None,
-                    tier: Some(Tier::L2),
-                };
+            let age = shared.age(Instant::now());
+            match ctx.policy.freshness(shared.kind(), age, &directives) {
+                Freshness::Fresh => return found(shared, Tier::L2),
+                Freshness::Stale if !shared.is_negative() => {
+                    return Step::Refresh {
+                        entry: shared,
+                        request,
+                    }
+                }
+                _ => prior = Some(shared).filter(|e| !e.is_negative()),
             }
-            prior = Some(shared).filter(|e| !e.is_negative());
         }
     }
     // One fill for the fleet (SPEC §12.2): the replica that takes the key's lease asks the
@@ -246,12 +236,12 @@ async fn run(
                     .wait_for_fill(key, &lease_scope, epoch, until, fresh)
                     .await;
                 if let Some(entry) = waited {
-                    return Outcome::Entry {
+                    return Step::Done(Outcome::Entry {
                         entry,
                         state: CacheState::Miss,
                         upstream_status: None,
                         tier: Some(Tier::L2),
-                    };
+                    });
                 }
             }
             Lease::Unavailable => {}
@@ -261,137 +251,5 @@ async fn run(
     if let Some(token) = lease {
         ctx.tiers.release_lease(key, &lease_scope, &token).await;
     }
-    outcome
-}
-
-/// Asks the upstream (conditionally when there is a prior entry), judges the answer, stores it.
-async fn fetch(
-    ctx: &FillContext,
-    key: &CacheKey,
-    epoch: Epoch,
-    prior: Option<Arc<Entry>>,
-    scope: ScopeKey,
-    mut request: Request<Body>,
-) -> Outcome {
-    if let Some(etag) = prior.as_ref().and_then(|p| p.etag.clone()) {
-        request.headers_mut().insert(IF_NONE_MATCH, etag);
-    }
-    let limit = ctx.entry_limit;
-    let read = ctx
-        .exchange
-        .send(scope, Purpose::Cached, request, |response| async move {
-            read_limited(response, limit)
-                .await
-                .map_err(|e| GatewayError::UpstreamUnavailable(describe(&e)))
-        })
-        .await;
-    let (head, body) = match read {
-        Ok(Limited::Whole(head, body)) => (head, body),
-        Ok(Limited::Oversized(response)) => {
-            ctx.metrics.not_stored(NotStored::TooLarge);
-            return Outcome::Oversized(Mutex::new(Some(response)));
-        }
-        Err(failure) => {
-            return match stand_in(ctx, prior) {
-                Some(entry) => Outcome::Stale {
-                    entry,
-                    upstream_status: None,
-                    refusal: failure.refusal,
-                },
-                None => Outcome::Failed(failure),
-            };
-        }
-    };
-    let status = head.status;
-    let upstream_status = Some(status.as_u16());
-    let now = Instant::now();
-    // SPEC §4.1: a revoked token or a deleted order must not keep reading the old copy.
-    let refused = [
-        StatusCode::UNAUTHORIZED,
-        StatusCode::FORBIDDEN,
-        StatusCode::NOT_FOUND,
-    ];
-    if let Some(prior) = prior.as_ref().filter(|_| refused.contains(&status)) {
-        let dropped = ctx.tiers.drop_entry(key, prior).await;
-        tracing::info!(
-            status = status.as_u16(),
-            dropped,
-            "revalidation refused; cached entry dropped"
-        );
-    }
-
-    if status == StatusCode::NOT_MODIFIED {
-        if let Some(prior) = prior.as_ref().filter(|p| p.etag.is_some()) {
-            let entry = Arc::new(prior.refreshed(now));
-            ctx.tiers.put(key.clone(), entry.clone(), epoch).await;
-            return Outcome::Entry {
-                entry,
-                state: CacheState::Revalidated,
-                upstream_status,
-                tier: None,
-            };
-        }
-    }
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-        if let Some(entry) = stand_in(ctx, prior.clone()) {
-            ctx.metrics.not_stored(NotStored::Status);
-            return Outcome::Stale {
-                entry,
-                upstream_status,
-                refusal: None,
-            };
-        }
-    }
-    let content_type = head.headers.get(CONTENT_TYPE).map(detach);
-    if status == StatusCode::NOT_FOUND && ctx.remember_not_found {
-        let entry = Arc::new(Entry::new(status, body, content_type, None, now));
-        ctx.tiers.put(key.clone(), entry.clone(), epoch).await;
-        return Outcome::Entry {
-            entry,
-            state: CacheState::Miss,
-            upstream_status,
-            tier: None,
-        };
-    }
-    match cacheability::judge(status, &head.headers, &body, &key.order.order) {
-        Ok(storable) => {
-            let unchanged = prior
-                .as_ref()
-                .and_then(|p| p.etag.as_ref())
-                .is_some_and(|etag| *etag == storable.etag);
-            let entry = Arc::new(Entry::new(
-                status,
-                body,
-                content_type,
-                Some(storable.etag),
-                now,
-            ));
-            ctx.tiers.put(key.clone(), entry.clone(), epoch).await;
-            Outcome::Entry {
-                entry,
-                state: if unchanged {
-                    CacheState::Revalidated
-                } else {
-                    CacheState::Miss
-                },
-                upstream_status,
-                tier: None,
-            }
-        }
-        Err(reason) => {
-            ctx.metrics.not_stored(reason);
-            tracing::info!(
-                reason = reason.as_str(),
-                status = status.as_u16(),
-                "order response not stored"
-            );
-            Outcome::Passed { head, body }
-        }
-    }
-}
-
-/// The prior entry, when the policy lets it stand in for an upstream that failed or a call
-/// the shield refused.
-fn stand_in(ctx: &FillContext, prior: Option<Arc<Entry>>) -> Option<Arc<Entry>> {
-    prior.filter(|p| ctx.policy.serves_on_error(p.kind(), p.age(Instant::now())))
+    Step::Done(outcome)
 }

@@ -13,7 +13,8 @@ use http::{request, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::body::Body;
-use crate::cache::fill::{Fills, Outcome};
+use crate::cache::ask::Outcome;
+use crate::cache::fill::Fills;
 use crate::cache::key::{CacheKey, KeyMaker, Keyed};
 use crate::cache::policy::{Freshness, Policy};
 use crate::cache::store::Entry;

@@ -1,13 +1,15 @@
 //! The cache: answering cached routes from memory, filling them once per key, keeping them.
 //!
 //! In the order a cached request meets them: [`lookup`] answers from an entry or waits for a
-//! [`fill`]; both ask [`policy`] what an entry's age allows and talk to the cache through
-//! [`tier`] only, behind which the memory [`store`] keeps entries by [`key`];
-//! [`cacheability`] judges whether an upstream answer may be stored.
+//! [`fill`], which [`ask`]s the upstream; they ask [`policy`] what an entry's age allows and
+//! talk to the cache through [`tier`] only, behind which the memory [`store`] keeps entries by
+//! [`key`]; [`cacheability`] judges whether an upstream answer may be stored.
 
 pub mod lookup;
 
 pub mod fill;
+
+pub mod ask;
 
 pub mod tier;
 

@@ -18,6 +18,7 @@ use partner_gateway::front::correlation::Correlation;
 use partner_gateway::front::credential::{CredentialMemo, Fingerprinter};
 use partner_gateway::front::route::{classify, Route};
 use partner_gateway::outcome::{CacheState, Note};
+use partner_gateway::resource::{Resource, Resources};
 
 const PATH: &str = "/v1/customers/4a2f6c1e-8b3d-4e5f-9a7b-1c2d3e4f5a60/orders/0d0e0000-0000-4000-8000-0000000a11ce";
 
@@ -36,10 +37,12 @@ fn headers() -> HeaderMap {
 
 fn bench(c: &mut Criterion) {
     let uri: Uri = PATH.parse().expect("uri");
+    // All three resources enabled: the most a path is matched against.
+    let enabled: Resources = Resource::ALL.into_iter().collect();
     c.bench_function("route::classify (order)", |b| {
-        b.iter(|| classify(black_box(&Method::GET), black_box(&uri)))
+        b.iter(|| classify(black_box(&Method::GET), black_box(&uri), enabled))
     });
-    let Route::Order(order) = classify(&Method::GET, &uri) else {
+    let Route::Cached(order) = classify(&Method::GET, &uri, enabled) else {
         panic!("order route");
     };
 

@@ -9,7 +9,7 @@ use http::{Response, StatusCode};
 
 use crate::body::{Body, Cut};
 use crate::front::correlation::Correlation;
-use crate::front::route::IdField;
+use crate::resource::IdField;
 
 /// An answer the gateway makes itself instead of the upstream's. Its `Display` is the detail
 /// for the request's log line (field `error`); what the client reads is

@@ -30,6 +30,7 @@ const LAYERS: &[&str] = &[
     "fleet::bus",
     "fleet::budget",
     "cache::store",
+    "cache::index",
     "cache::cacheability",
     "cache::policy",
     "cache::key",
@@ -47,10 +48,12 @@ const LAYERS: &[&str] = &[
     "front::correlation",
     "front::credential",
     "front::route",
-    "front::guid",
+    "front::target",
     "outcome",
     "body",
     "config",
+    "resource",
+    "front::guid",
 ];
 
 /// Folders' `mod.rs`, `lib.rs` and `main.rs` only declare or call modules.

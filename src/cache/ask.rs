@@ -178,7 +178,7 @@ pub async fn fetch(
             tier: None,
         };
     }
-    match cacheability::judge(status, &head.headers, &body, &key.order.order) {
+    match cacheability::judge(status, &head.headers, &body, &key.item.id) {
         Ok(storable) => {
             let unchanged = prior
                 .as_ref()

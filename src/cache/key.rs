@@ -1,6 +1,6 @@
 //! The cache key (SPEC §3.3), and whether a request may use the cache at all.
 //!
-//! A key is the order (customer + order, lower-cased), the `X-Locale` value (absent is a value
+//! A key is the item (resource, customer and id, lower-cased), the `X-Locale` value (absent is a value
 //! of its own) and the partition. In `credential` mode the partition is the caller's
 //! [`Fingerprint`] (a keyed hash): entries of two credentials can never meet, and the raw
 //! credential is never stored in the cache, not even inside the key. The key is made from the
@@ -13,7 +13,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 
 use crate::config::Partition;
 use crate::front::credential::{is_blank, Fingerprint};
-use crate::front::route::{Guid, OrderRef};
+use crate::resource::ItemRef;
 use crate::upstream::forward;
 
 /// Name of the locale header that selects the language of an answer.
@@ -45,14 +45,14 @@ impl PartitionId {
 /// Identifies one cached answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheKey {
-    pub order: OrderRef,
+    pub item: ItemRef,
     pub locale: Option<HeaderValue>,
     pub partition: PartitionId,
 }
 
 impl Hash for CacheKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.order.hash(state);
+        self.item.hash(state);
         self.locale.as_ref().map(HeaderValue::as_bytes).hash(state);
         self.partition.hash(state);
     }
@@ -63,17 +63,6 @@ impl CacheKey {
     pub fn weight(&self) -> usize {
         32 + self.locale.as_ref().map_or(0, |l| l.len()) + 32
     }
-}
-
-/// A set of keys to drop (SPEC §4.4): every variant (partition, locale) of what it names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purge {
-    /// One order.
-    Order(OrderRef),
-    /// Everything of one customer.
-    Customer(Guid),
-    /// Everything.
-    All,
 }
 
 /// What a request is to the cache.
@@ -117,10 +106,10 @@ impl KeyMaker {
         self.mode == Partition::Credential
     }
 
-    /// What an order-by-ID request is to the cache (SPEC §3.3). `caller` is the request's
+    /// What a cached resource's request is to the cache (SPEC §3.3). `caller` is the request's
     /// fingerprint (the front computes it for every cached route: the partition in
     /// `credential` mode, the fill scope in `shared` mode).
-    pub fn key(&self, order: OrderRef, headers: &HeaderMap, caller: Option<Fingerprint>) -> Keyed {
+    pub fn key(&self, item: ItemRef, headers: &HeaderMap, caller: Option<Fingerprint>) -> Keyed {
         let mut credentials = headers.get_all(AUTHORIZATION).iter();
         let Some(credential) = credentials.next() else {
             return Keyed::Bypass;
@@ -147,7 +136,7 @@ impl KeyMaker {
             (Partition::Credential, None) => return Keyed::Bypass,
         };
         Keyed::Key(CacheKey {
-            order,
+            item,
             locale,
             partition,
         })
@@ -187,11 +176,13 @@ pub fn detach(value: &HeaderValue) -> HeaderValue {
 mod tests {
     use super::*;
     use crate::front::credential::Fingerprinter;
+    use crate::front::guid::Guid;
 
-    fn order() -> OrderRef {
-        OrderRef {
+    fn order() -> ItemRef {
+        ItemRef {
+            resource: crate::resource::Resource::Orders,
             customer: Guid::parse("3b6d6e5a-7f6f-4c1f-9d2a-1b2c3d4e5f60").expect("c"),
-            order: Guid::parse("d6595733-265f-4918-a62e-026e64bc8384").expect("o"),
+            id: Guid::parse("d6595733-265f-4918-a62e-026e64bc8384").expect("o"),
         }
     }
 

@@ -24,9 +24,9 @@ use crate::error::GatewayError;
 use crate::front::conditional::{if_none_match_matches, RequestDirectives};
 use crate::front::correlation::{Correlation, CORRELATION_ID, REQUEST_ID};
 use crate::front::credential::Fingerprint;
-use crate::front::route::OrderRef;
 use crate::ops::metrics::Metrics;
 use crate::outcome::{CacheState, Note, Tier, X_CACHE};
+use crate::resource::ItemRef;
 use crate::upstream::exchange::{Exchange, Purpose};
 use crate::upstream::forward;
 use crate::upstream::shield::ScopeKey;
@@ -103,14 +103,14 @@ impl OrderCache {
     pub fn lookup(
         &self,
         request: Request<Incoming>,
-        order: OrderRef,
+        item: ItemRef,
         now: Instant,
         correlation: &Correlation,
         caller: Option<Fingerprint>,
         note: &mut Note,
     ) -> Result<Lookup, GatewayError> {
         let directives = RequestDirectives::parse(request.headers());
-        let key = match self.keys.key(order, request.headers(), caller) {
+        let key = match self.keys.key(item, request.headers(), caller) {
             Keyed::TwoCredentials => return Err(GatewayError::InvalidAuthorization),
             Keyed::Key(key) if self.enabled && !directives.no_store => key,
             Keyed::Key(_) | Keyed::Bypass => return Ok(Lookup::Bypass(request)),

@@ -3,7 +3,8 @@
 //! In the order a cached request meets them: [`lookup`] answers from an entry or waits for a
 //! [`fill`], which [`ask`]s the upstream; they ask [`policy`] what an entry's age allows and
 //! talk to the cache through [`tier`] only, behind which the memory [`store`] keeps entries by
-//! [`key`]; [`cacheability`] judges whether an upstream answer may be stored.
+//! [`key`] (its [`index`] says which it holds); [`cacheability`] judges whether an upstream
+//! answer may be stored.
 
 pub mod lookup;
 
@@ -14,6 +15,8 @@ pub mod ask;
 pub mod tier;
 
 pub mod store;
+
+pub mod index;
 
 pub mod cacheability;
 

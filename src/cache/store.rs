@@ -1,16 +1,11 @@
-//! The memory tier (L1): one moka cache for the process, bounded by bytes, plus a small
-//! secondary index so that "every entry of this order" and "every order of this customer" can
-//! be dropped without scanning the cache (SPEC §4.4).
+//! The memory tier (L1): one moka cache for the process, bounded by bytes, plus the
+//! [`index`](crate::cache::index) of what it holds, so that a purge drops "every entry of this
+//! item" or "of this customer" without scanning the cache (SPEC §4.4).
 //!
-//! The index maps each order to its variants (partition + locale) with the id of the entry
-//! stored for each, and each customer to its orders. Recording the id means a late eviction
-//! notice for an entry that was since replaced cannot remove the newer entry's record. It costs
-//! one short mutex section per store and per eviction, never on a hit, and about 250 bytes per
-//! entry. Purges also advance an epoch that in-flight fills check before storing, so a fill
-//! that started before a PATCH cannot put the old version back afterwards.
+//! The index costs one short mutex section per store and per eviction, never on a hit. Purges
+//! also advance an epoch that in-flight fills check before storing, so a fill that started
+//! before a PATCH cannot put the old version back afterwards.
 
-use std::collections::hash_map::Entry as MapEntry;
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -21,11 +16,12 @@ use http::StatusCode;
 use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
-use crate::cache::key::{CacheKey, PartitionId, Purge};
+use crate::cache::index::{Hasher, Index};
+use crate::cache::key::CacheKey;
 use crate::cache::policy::{Kind, Policy};
-use crate::front::route::{Guid, OrderRef};
 use crate::ops::metrics::Metrics;
 use crate::outcome::Eviction;
+use crate::resource::{Purge, Resource};
 
 /// One stored answer: an order (200) or a remembered 404.
 #[derive(Debug)]
@@ -99,82 +95,6 @@ impl Entry {
         } else {
             Kind::Resource
         }
-    }
-}
-
-/// What tells apart the entries of one order.
-type Variant = (Option<HeaderValue>, PartitionId);
-
-/// foldhash: seeded per process (so callers cannot aim for collisions) and much cheaper than
-/// SipHash on the 72-byte order keys, for the index and the cache alike.
-type Hasher = foldhash::fast::RandomState;
-
-#[derive(Default)]
-struct Index {
-    orders: HashMap<OrderRef, Vec<(Variant, u64)>, Hasher>,
-    customers: HashMap<Guid, HashSet<Guid, Hasher>, Hasher>,
-}
-
-impl Index {
-    fn record(&mut self, key: &CacheKey, id: u64) {
-        let variant = (key.locale.clone(), key.partition);
-        match self.orders.entry(key.order) {
-            // Most orders have one variant: an exact-size vector (a first push would reserve 4).
-            MapEntry::Vacant(slot) => {
-                slot.insert(vec![(variant, id)]);
-            }
-            MapEntry::Occupied(mut slot) => {
-                let variants = slot.get_mut();
-                match variants.iter_mut().find(|(v, _)| *v == variant) {
-                    Some(found) => found.1 = id,
-                    None => variants.push((variant, id)),
-                }
-            }
-        }
-        self.customers
-            .entry(key.order.customer)
-            .or_default()
-            .insert(key.order.order);
-    }
-
-    /// Forgets a key if the recorded entry is `id`.
-    fn forget(&mut self, key: &CacheKey, id: u64) {
-        let Some(variants) = self.orders.get_mut(&key.order) else {
-            return;
-        };
-        variants.retain(|((locale, partition), recorded)| {
-            !(*recorded == id && *locale == key.locale && *partition == key.partition)
-        });
-        if variants.is_empty() {
-            self.orders.remove(&key.order);
-            self.forget_order_of_customer(key.order);
-        }
-    }
-
-    fn forget_order_of_customer(&mut self, order: OrderRef) {
-        if let Some(orders) = self.customers.get_mut(&order.customer) {
-            orders.remove(&order.order);
-            if orders.is_empty() {
-                self.customers.remove(&order.customer);
-            }
-        }
-    }
-
-    /// Removes an order's record and returns its keys.
-    fn take_order(&mut self, order: OrderRef) -> Vec<CacheKey> {
-        let keys = self
-            .orders
-            .remove(&order)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|((locale, partition), _)| CacheKey {
-                order,
-                locale,
-                partition,
-            })
-            .collect();
-        self.forget_order_of_customer(order);
-        keys
     }
 }
 
@@ -269,20 +189,10 @@ impl Store {
         let keys: Vec<CacheKey> = {
             let mut index = lock(&self.index);
             self.epoch.fetch_add(1, Ordering::AcqRel);
-            let orders: Vec<OrderRef> = match what {
-                Purge::Order(order) => vec![order],
-                Purge::Customer(customer) => {
-                    let orders = index.customers.remove(&customer).unwrap_or_default();
-                    orders
-                        .into_iter()
-                        .map(|order| OrderRef { customer, order })
-                        .collect()
-                }
-                Purge::All => index.orders.keys().copied().collect(),
-            };
-            orders
+            let items = index.named(what);
+            items
                 .into_iter()
-                .flat_map(|order| index.take_order(order))
+                .flat_map(|item| index.take_item(item))
                 .collect()
         };
         self.remove_all(keys)
@@ -299,6 +209,12 @@ impl Store {
         self.cache.run_pending_tasks();
         (self.cache.entry_count(), self.cache.weighted_size())
     }
+
+    /// Entries held per resource, in [`Resource::ALL`] order (call after [`Store::usage`], which
+    /// lets expired and evicted entries leave the index first).
+    pub fn per_resource(&self) -> [u64; Resource::ALL.len()] {
+        lock(&self.index).per_resource()
+    }
 }
 
 #[cfg(test)]
@@ -307,12 +223,19 @@ mod tests {
     use crate::cache::key::KeyMaker;
     use crate::config::Config;
     use crate::front::credential::Fingerprinter;
+    use crate::front::guid::Guid;
+    use crate::resource::ItemRef;
     use http::HeaderMap;
 
-    fn order(c: &str, o: &str) -> OrderRef {
-        OrderRef {
+    fn order(c: &str, o: &str) -> ItemRef {
+        item(Resource::Orders, c, o)
+    }
+
+    fn item(resource: Resource, c: &str, id: &str) -> ItemRef {
+        ItemRef {
+            resource,
             customer: Guid::parse(c).expect("c"),
-            order: Guid::parse(o).expect("o"),
+            id: Guid::parse(id).expect("id"),
         }
     }
 
@@ -326,7 +249,7 @@ mod tests {
         ))
     }
 
-    fn key(maker: &KeyMaker, o: OrderRef, token: &'static str) -> CacheKey {
+    fn key(maker: &KeyMaker, o: ItemRef, token: &'static str) -> CacheKey {
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static(token));
         static HASHER: std::sync::OnceLock<Fingerprinter> = std::sync::OnceLock::new();
@@ -363,14 +286,41 @@ mod tests {
             }
         }
         assert_eq!(store.usage().0, 6);
-        assert_eq!(store.purge(Purge::Order(order(C1, O1))), 2);
-        assert_eq!(store.purge(Purge::Order(order(C1, O1))), 0);
+        assert_eq!(store.purge(Purge::One(order(C1, O1))), 2);
+        assert_eq!(store.purge(Purge::One(order(C1, O1))), 0);
         assert_eq!(store.purge(Purge::Customer(Guid::parse(C1).expect("c"))), 2);
         assert_eq!(store.purge(Purge::All), 2);
         assert_eq!(store.usage().0, 0);
         // A fill that read the epoch before a purge does not store afterwards.
         let stale = store.insert(key(&maker, order(C1, O1), "Bearer a"), entry("{}"), epoch);
         assert!(!stale);
+    }
+
+    #[test]
+    fn purges_by_resource_of_a_customer_leave_the_other_resources() {
+        let (store, maker) = store();
+        let epoch = store.epoch();
+        let items = [
+            order(C1, O1),
+            item(Resource::Subscriptions, C1, O1),
+            item(Resource::Subscriptions, C1, O2),
+            item(Resource::Customers, C1, C1),
+            item(Resource::Subscriptions, C2, O1),
+        ];
+        for i in items {
+            assert!(store.insert(key(&maker, i, "Bearer a"), entry("{}"), epoch));
+        }
+        store.usage();
+        assert_eq!(store.per_resource(), [1, 3, 1]);
+        let c1 = Guid::parse(C1).expect("c");
+        assert_eq!(store.purge(Purge::EveryOf(Resource::Subscriptions, c1)), 2);
+        assert_eq!(store.per_resource(), [1, 1, 1]);
+        assert_eq!(
+            store.purge(Purge::Customer(c1)),
+            2,
+            "the order and the customer"
+        );
+        assert_eq!(store.per_resource(), [0, 1, 0]);
     }
 
     #[test]
@@ -381,6 +331,6 @@ mod tests {
         assert!(store.insert(k.clone(), entry("{}"), epoch));
         assert!(store.insert(k.clone(), entry("{\"v\":2}"), epoch));
         store.usage();
-        assert_eq!(store.purge(Purge::Order(order(C1, O1))), 1);
+        assert_eq!(store.purge(Purge::One(order(C1, O1))), 1);
     }
 }

@@ -11,12 +11,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cache::key::{CacheKey, Purge};
+use crate::cache::key::CacheKey;
 use crate::cache::policy::Policy;
 use crate::cache::store::{Entry, Store};
 use crate::fleet::shared::{Lease, SharedTier};
 use crate::ops::metrics::Metrics;
 use crate::outcome::L2Lookup;
+use crate::resource::{Purge, Resource};
 
 /// A purge generation: read before a fill asks the upstream, checked when it stores, so that
 /// a fill that began before a write or a purge cannot put the old version back afterwards.
@@ -30,6 +31,8 @@ pub struct Usage {
     pub entries: u64,
     /// Their weight against `cache.max_bytes` (body + key + header bytes).
     pub bytes: u64,
+    /// Entries per resource, in [`Resource::ALL`] order.
+    pub per_resource: [u64; Resource::ALL.len()],
 }
 
 /// Every tier of the cache, behind one small interface.
@@ -177,7 +180,11 @@ impl Tiers {
     /// Entries and bytes held in memory, current as of this call.
     pub fn usage(&self) -> Usage {
         let (entries, bytes) = self.memory.usage();
-        Usage { entries, bytes }
+        Usage {
+            entries,
+            bytes,
+            per_resource: self.memory.per_resource(),
+        }
     }
 }
 
@@ -185,7 +192,7 @@ impl Tiers {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::front::route::{Guid, OrderRef};
+    use crate::front::route::{Guid, ItemRef};
     use bytes::Bytes;
     use http::{HeaderValue, StatusCode};
     use std::time::Instant;
@@ -194,9 +201,10 @@ mod tests {
     async fn a_fill_that_began_before_a_purge_does_not_store_after_it() {
         let config = Config::defaults().expect("defaults");
         let tiers = Tiers::new(1 << 20, &Policy::new(&config.cache), Arc::default(), None);
-        let order = OrderRef {
+        let order = ItemRef {
+            resource: Resource::Orders,
             customer: Guid::parse("00000000-0000-0000-0000-0000000000c1").expect("c"),
-            order: Guid::parse("00000000-0000-0000-0000-0000000000a1").expect("o"),
+            id: Guid::parse("00000000-0000-0000-0000-0000000000a1").expect("o"),
         };
         let maker = crate::cache::key::KeyMaker::new(crate::config::Partition::Shared);
         let headers = [(http::header::AUTHORIZATION, HeaderValue::from_static("t"))];
@@ -217,7 +225,7 @@ mod tests {
         let before = tiers.epoch();
         assert!(tiers.put(key.clone(), entry(), before).await);
         assert!(tiers.get(&key).is_some());
-        assert_eq!(tiers.purge(Purge::Order(order)).await, 1);
+        assert_eq!(tiers.purge(Purge::One(order)).await, 1);
         assert!(tiers.get(&key).is_none());
         assert!(!tiers.put(key.clone(), entry(), before).await);
         assert!(tiers.put(key.clone(), entry(), tiers.epoch()).await);

@@ -19,6 +19,8 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme};
 use serde::{Deserialize, Serialize};
 
+use crate::resource::Resources;
+
 pub use fleet::{FleetConfig, RawFleet};
 pub use raw::{RawAdmin, RawCache, RawConfig, RawLog, RawServer, RawUpstream};
 pub use validate::mask_password;
@@ -178,6 +180,8 @@ pub struct CacheConfig {
     pub negative_ttl: Duration,
     /// Who may see a cached entry.
     pub partition: Partition,
+    /// The GET-by-ID resources answered from cache (SPEC §13).
+    pub resources: Resources,
 }
 
 impl CacheConfig {

@@ -15,6 +15,7 @@ use serde::de::{Deserializer, IntoDeserializer};
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, LogFormat, Partition, Scope, Sources, DEFAULTS_TOML, ENV_PREFIX};
+use crate::resource::Resource;
 
 /// The configuration as written: every key of SPEC §2, nothing else.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,6 +96,8 @@ pub struct RawCache {
     pub negative_ttl: Duration,
     #[serde(deserialize_with = "by_name")]
     pub partition: Partition,
+    #[serde(deserialize_with = "names")]
+    pub resources: Vec<Resource>,
 }
 
 /// `[log]` as written.
@@ -116,6 +119,21 @@ where
     let name = String::deserialize(deserializer)?;
     T::deserialize(name.as_str().into_deserializer())
         .map_err(|e: serde::de::value::Error| serde::de::Error::custom(e))
+}
+
+/// A list of unit enums by name, each read as [`by_name`] reads one.
+fn names<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Vec::<String>::deserialize(deserializer)?
+        .iter()
+        .map(|name| {
+            T::deserialize(name.trim().into_deserializer())
+                .map_err(|e: serde::de::value::Error| serde::de::Error::custom(e))
+        })
+        .collect()
 }
 
 /// Durations as humantime strings, at most [`bounded::MAX`] (SPEC §2): one bound for every
@@ -176,6 +194,9 @@ impl RawConfig {
             Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("__")
                 .separator("__")
+                // The one list key: `PARTNER_GATEWAY__CACHE__RESOURCES=orders,subscriptions`.
+                .list_separator(",")
+                .with_list_parse_key("cache.resources")
                 .source(Some(env)),
         );
         let merged = builder

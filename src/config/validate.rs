@@ -82,6 +82,13 @@ impl TryFrom<RawConfig> for Config {
         if c.max_bytes == 0 {
             return Err(invalid("cache.max_bytes", "must be greater than zero"));
         }
+        if c.resources.is_empty() {
+            return Err(invalid(
+                "cache.resources",
+                "names no resource; list at least one of orders, subscriptions, customers \
+                 (cache.enabled = false turns the cache off)",
+            ));
+        }
         // Any max_entry_bytes is valid next to max_bytes (SPEC §2): the smaller one is the
         // limit in force, see `CacheConfig::entry_limit`.
         let cache = CacheConfig {
@@ -93,6 +100,7 @@ impl TryFrom<RawConfig> for Config {
             stale_if_error: c.stale_if_error,
             negative_ttl: c.negative_ttl,
             partition: c.partition,
+            resources: c.resources.into_iter().collect(),
         };
 
         let level = log_level.trim().to_owned();

@@ -15,13 +15,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use crate::cache::key::Purge;
 use crate::fleet::link::{Link, Query};
 use crate::fleet::members::Members;
 use crate::front::guid::Guid;
-use crate::front::route::OrderRef;
 use crate::ops::metrics::Metrics;
 use crate::outcome::Direction;
+use crate::resource::{ItemRef, Purge, Resource};
 
 /// How long an acknowledgement list lives: far past any wait for it.
 const ACK_TTL: Duration = Duration::from_secs(10);
@@ -202,7 +201,8 @@ impl Bus {
 
 fn encode(what: Purge) -> String {
     match what {
-        Purge::Order(order) => format!("o:{}:{}", order.customer, order.order),
+        Purge::One(item) => format!("i:{}:{}:{}", item.resource.tag(), item.customer, item.id),
+        Purge::EveryOf(resource, customer) => format!("e:{}:{customer}", resource.tag()),
         Purge::Customer(customer) => format!("c:{customer}"),
         Purge::All => "a".to_owned(),
     }
@@ -210,12 +210,17 @@ fn encode(what: Purge) -> String {
 
 fn decode(text: &str) -> Option<Purge> {
     let mut parts = text.split(':');
-    match (parts.next()?, parts.next(), parts.next(), parts.next()) {
-        ("a", None, None, None) => Some(Purge::All),
-        ("c", Some(c), None, None) => Some(Purge::Customer(Guid::parse(c)?)),
-        ("o", Some(c), Some(o), None) => Some(Purge::Order(OrderRef {
+    let parts = [(); 5].map(|()| parts.next());
+    match parts {
+        [Some("a"), None, ..] => Some(Purge::All),
+        [Some("c"), Some(c), None, ..] => Some(Purge::Customer(Guid::parse(c)?)),
+        [Some("e"), Some(tag), Some(c), None, ..] => {
+            Some(Purge::EveryOf(Resource::from_tag(tag)?, Guid::parse(c)?))
+        }
+        [Some("i"), Some(tag), Some(c), Some(id), None] => Some(Purge::One(ItemRef {
+            resource: Resource::from_tag(tag)?,
             customer: Guid::parse(c)?,
-            order: Guid::parse(o)?,
+            id: Guid::parse(id)?,
         })),
         _ => None,
     }
@@ -232,9 +237,16 @@ mod tests {
         for what in [
             Purge::All,
             Purge::Customer(c),
-            Purge::Order(OrderRef {
+            Purge::EveryOf(Resource::Subscriptions, c),
+            Purge::One(ItemRef {
+                resource: Resource::Orders,
                 customer: c,
-                order: o,
+                id: o,
+            }),
+            Purge::One(ItemRef {
+                resource: Resource::Customers,
+                customer: c,
+                id: c,
             }),
         ] {
             assert_eq!(decode(&encode(what)), Some(what));
@@ -243,9 +255,11 @@ mod tests {
             "",
             "x",
             "c:nope",
-            "o:1:2",
+            "i:o:1:2",
             "a:b",
-            "o:00000000-0000-0000-0000-0000000000c1",
+            "i:o:00000000-0000-0000-0000-0000000000c1",
+            "e:x:00000000-0000-0000-0000-0000000000c1",
+            "i:o:00000000-0000-0000-0000-0000000000c1:00000000-0000-0000-0000-0000000000a1:x",
         ] {
             assert_eq!(decode(junk), None, "{junk}");
         }

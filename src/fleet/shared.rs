@@ -2,11 +2,12 @@
 //! fetched every replica can answer.
 //!
 //! An entry holds what L1 holds — body bytes, content type, etag, status and its stored time
-//! (wall clock, so `Age` and freshness agree on every replica) — under a key made of the order,
-//! the locale and the partition (the keyed credential hash, never a credential). It expires
-//! when the same entry would leave L1. Each customer's keys share one Cluster slot (hash tag
-//! `{name:customer}`), with an index per order and per customer, so a purge of an order or a
-//! customer is one script in one slot; a fleet-wide set of customers serves "purge all".
+//! (wall clock, so `Age` and freshness agree on every replica) — under a key made of the item
+//! (resource and id), the locale and the partition (the keyed credential hash, never a
+//! credential). It expires when the same entry would leave L1. Each customer's keys share one
+//! Cluster slot (hash tag `{name:customer}`), with an index per item and per customer, so a
+//! purge of an item, of a customer's subscriptions or of a customer is one script in one slot;
+//! a fleet-wide set of customers serves "purge all".
 //! Every call is bounded by `fleet.timeout` through the [`Link`]; a failure is a miss.
 
 use std::sync::Arc;
@@ -15,14 +16,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderValue, StatusCode};
 
-use crate::cache::key::{CacheKey, Purge};
+use crate::cache::key::CacheKey;
 use crate::cache::policy::Policy;
 use crate::cache::store::Entry;
 use crate::fleet::link::{Link, Query};
 use crate::ops::metrics::Metrics;
 use crate::outcome::L2Lookup;
+use crate::resource::Purge;
 
-/// Stores an entry and records it in its order's and customer's indexes, all with expiries.
+/// Stores an entry and records it in its item's and customer's indexes, all with expiries.
 const PUT: &str = r"
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 for i = 2, 3 do
@@ -34,21 +36,26 @@ end
 return 1
 ";
 
-/// Drops the entries of the orders whose indexes are given (KEYS[2..]) and unlinks them from
-/// the customer's index (KEYS[1]); with no order given, every order of the customer.
+/// Drops the entries of the items whose indexes are given (KEYS[2..]) and unlinks them from
+/// the customer's index (KEYS[1]); with none given, every item of the customer whose index
+/// name starts with ARGV[1] (empty: all of them).
 const PURGE: &str = r"
-local orders = {}
-for i = 2, #KEYS do orders[#orders + 1] = KEYS[i] end
-if #orders == 0 then orders = redis.call('SMEMBERS', KEYS[1]) end
+local items = {}
+for i = 2, #KEYS do items[#items + 1] = KEYS[i] end
+if #items == 0 then
+  for _, item in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    if string.sub(item, 1, #ARGV[1]) == ARGV[1] then items[#items + 1] = item end
+  end
+end
 local dropped = 0
-for _, order in ipairs(orders) do
-  for _, entry in ipairs(redis.call('SMEMBERS', order)) do
+for _, item in ipairs(items) do
+  for _, entry in ipairs(redis.call('SMEMBERS', item)) do
     dropped = dropped + redis.call('DEL', entry)
   end
-  redis.call('DEL', order)
-  redis.call('SREM', KEYS[1], order)
+  redis.call('DEL', item)
+  redis.call('SREM', KEYS[1], item)
 end
-if #KEYS == 1 then redis.call('DEL', KEYS[1]) end
+if #KEYS == 1 and ARGV[1] == '' then redis.call('DEL', KEYS[1]) end
 return dropped
 ";
 
@@ -133,8 +140,8 @@ impl SharedTier {
         let mut invocation = self.put.prepare_invoke();
         invocation
             .key(self.entry_key(key))
-            .key(self.order_key(key))
-            .key(self.customer_key(&key.order.customer.to_string()))
+            .key(self.item_key(key))
+            .key(self.customer_key(&key.item.customer.to_string()))
             .arg(encode(entry, age).as_ref())
             .arg(left.as_millis() as u64);
         if let Err(e) = self.link.run::<i64>(Query::Script(&invocation)).await {
@@ -146,7 +153,7 @@ impl SharedTier {
         let mut known = redis::pipe();
         known
             .atomic()
-            .sadd(self.customers_key(), key.order.customer.to_string())
+            .sadd(self.customers_key(), key.item.customer.to_string())
             .ignore()
             .pexpire(
                 self.customers_key(),
@@ -199,7 +206,7 @@ impl SharedTier {
         let rest = entry.split_once(":e:").map_or("", |(_, rest)| rest);
         format!(
             "{}:l:{rest}:{scope}",
-            self.prefix(&key.order.customer.to_string())
+            self.prefix(&key.item.customer.to_string())
         )
     }
 
@@ -212,28 +219,37 @@ impl SharedTier {
 
     /// Drops what `what` names; returns how many entries the fleet held.
     pub async fn purge(&self, what: Purge) -> usize {
-        let customers: Vec<(String, Option<String>)> = match what {
-            Purge::Order(order) => {
-                vec![(order.customer.to_string(), Some(order.order.to_string()))]
+        // Per customer: one item's index, or a prefix of the index names to drop (`""`: all).
+        let customers: Vec<(String, Result<String, String>)> = match what {
+            Purge::One(item) => {
+                let customer = item.customer.to_string();
+                let index = self.index_key(&customer, item.resource.tag(), &item.id.to_string());
+                vec![(customer, Ok(index))]
             }
-            Purge::Customer(customer) => vec![(customer.to_string(), None)],
+            Purge::EveryOf(resource, customer) => {
+                let customer = customer.to_string();
+                let every = self.index_key(&customer, resource.tag(), "");
+                vec![(customer, Err(every))]
+            }
+            Purge::Customer(customer) => vec![(customer.to_string(), Err(String::new()))],
             Purge::All => {
                 let mut cmd = redis::cmd("SMEMBERS");
                 cmd.arg(self.customers_key());
                 let all = self.link.run::<Vec<String>>(Query::Cmd(&cmd)).await;
                 all.unwrap_or_default()
                     .into_iter()
-                    .map(|c| (c, None))
+                    .map(|c| (c, Err(String::new())))
                     .collect()
             }
         };
         let mut dropped = 0;
-        for (customer, order) in customers {
+        for (customer, items) in customers {
             let mut invocation = self.purge.prepare_invoke();
             invocation.key(self.customer_key(&customer));
-            if let Some(order) = order {
-                invocation.key(format!("{}:o:{order}", self.prefix(&customer)));
-            }
+            match items {
+                Ok(index) => invocation.key(index).arg(""),
+                Err(prefix) => invocation.arg(prefix),
+            };
             match self.link.run::<i64>(Query::Script(&invocation)).await {
                 Ok(n) => dropped += usize::try_from(n).unwrap_or(0),
                 Err(e) => tracing::warn!(error = %e, "shared tier purge failed"),
@@ -254,16 +270,25 @@ impl SharedTier {
             .and_then(|l| l.to_str().ok())
             .unwrap_or("-");
         format!(
-            "{}:e:{}:{}:{locale}",
-            self.prefix(&key.order.customer.to_string()),
-            key.order.order,
+            "{}:e:{}:{}:{}:{locale}",
+            self.prefix(&key.item.customer.to_string()),
+            key.item.resource.tag(),
+            key.item.id,
             key.partition.label(),
         )
     }
 
-    fn order_key(&self, key: &CacheKey) -> String {
-        let customer = key.order.customer.to_string();
-        format!("{}:o:{}", self.prefix(&customer), key.order.order)
+    /// The index of one item's entries (every partition and locale).
+    fn item_key(&self, key: &CacheKey) -> String {
+        let customer = key.item.customer.to_string();
+        let id = key.item.id.to_string();
+        self.index_key(&customer, key.item.resource.tag(), &id)
+    }
+
+    /// `{prefix}:i:{tag}:{id}`; with an empty id, the start every such index of the resource
+    /// shares.
+    fn index_key(&self, customer: &str, tag: &str, id: &str) -> String {
+        format!("{}:i:{tag}:{id}", self.prefix(customer))
     }
 
     fn customer_key(&self, customer: &str) -> String {

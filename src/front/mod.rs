@@ -4,7 +4,7 @@
 //! In the order a request meets them: [`server`] accepts and limits connections,
 //! [`connection`] drives one connection and closes it when idle,
 //! [`pipeline`] runs one request start to finish, [`correlation`] keeps or mints its IDs,
-//! [`route`] decides cached route or forward, [`credential`] fingerprints the caller once,
+//! [`route`] decides cached route or forward (the path rules in [`target`]), [`credential`] fingerprints the caller once,
 //! [`conditional`] reads `If-None-Match` and `Cache-Control`; [`guid`] is the identifier every
 //! resource path carries.
 
@@ -17,6 +17,8 @@ pub mod pipeline;
 pub mod correlation;
 
 pub mod route;
+
+pub mod target;
 
 pub mod credential;
 

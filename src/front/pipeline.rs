@@ -20,7 +20,6 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::body::{Body, Intake};
-use crate::cache::key::Purge;
 use crate::cache::lookup::{self, Lookup, OrderCache, Pending};
 use crate::cache::policy::Policy;
 use crate::cache::tier::Tiers;
@@ -33,8 +32,10 @@ use crate::fleet::shared::SharedTier;
 use crate::front::correlation::Correlation;
 use crate::front::credential::{CredentialMemo, Fingerprint, Fingerprinter};
 use crate::front::route::{self, Route};
+use crate::front::target;
 use crate::ops::metrics::Metrics;
 use crate::outcome::{CacheState, Note, Refusal, Tier};
+use crate::resource::Purge;
 use crate::upstream::client::UpstreamSetupError;
 use crate::upstream::exchange::{Exchange, Purpose};
 
@@ -168,14 +169,14 @@ impl Gateway {
     pub fn handle(self: &Arc<Self>, request: Request<Incoming>, memo: &CredentialMemo) -> Handling {
         let exchanged = Exchanged {
             started: Instant::now(),
-            route: route::classify(request.method(), request.uri()),
+            route: route::classify(request.method(), request.uri(), self.config.cache.resources),
             method: request.method().clone(),
             uri: request.uri().clone(),
             correlation: Correlation::from_request(request.headers()),
         };
         let mut note = Note::default();
         let waiting = match exchanged.route {
-            Route::InvalidId(field) => Err(GatewayError::InvalidIdentifier(field)),
+            Route::InvalidId(_, field) => Err(GatewayError::InvalidIdentifier(field)),
             Route::InvalidPath => Err(GatewayError::InvalidPath),
             Route::MethodNotAllowed => {
                 Err(GatewayError::MethodNotAllowed(request.method().clone()))
@@ -185,13 +186,13 @@ impl Gateway {
                 let caller = self.caller(&request, memo, needed);
                 Ok(Waiting::Forward(request, caller))
             }
-            Route::Order(order) => {
+            Route::Cached(item) => {
                 // Cached routes always use it: the partition, or the fill scope (SPEC §4.2).
                 let caller = self.caller(&request, memo, true);
                 let (correlation, started) = (&exchanged.correlation, exchanged.started);
                 let looked = contain_panic_now(|| {
                     self.cache
-                        .lookup(request, order, started, correlation, caller, &mut note)
+                        .lookup(request, item, started, correlation, caller, &mut note)
                 });
                 match looked {
                     Ok(Lookup::Answered(response)) => {
@@ -276,7 +277,7 @@ impl Gateway {
         };
         let elapsed = exchanged.started.elapsed();
         self.metrics.request(
-            !matches!(exchanged.route, Route::Order(_) | Route::InvalidId(_)),
+            exchanged.route.resource(),
             response.status().as_u16(),
             note.cache,
             elapsed,
@@ -286,8 +287,8 @@ impl Gateway {
     }
 
     /// Sends a request upstream as it came and streams the answer back, its body under the
-    /// limits of SPEC §14 ([`Intake`]). A successful unsafe request on an order (or below it)
-    /// drops every entry of that order (RFC 9111 §4.4).
+    /// limits of SPEC §14 ([`Intake`]). A successful unsafe request drops every entry it
+    /// changed (RFC 9111 §4.4; which ones is the resource table's to say, SPEC §13).
     async fn forward(
         &self,
         request: Request<Incoming>,
@@ -304,16 +305,22 @@ impl Gateway {
             .forward(&parts, body, scope, purpose, correlation, note)
             .await?;
         if response.status().is_success() && !parts.method.is_safe() {
-            if let Some(order) = route::order_at_or_below(parts.uri.path()) {
-                let purged = self.tiers.purge(Purge::Order(order)).await;
-                // Every live replica drops it before the write is answered (SPEC §12.3).
-                if let Some(bus) = &self.bus {
-                    bus.broadcast(Purge::Order(order)).await;
-                }
-                tracing::debug!(purged, "order invalidated by a successful unsafe request");
-            }
+            let changed = target::changed_by_write(parts.uri.path(), self.config.cache.resources);
+            // Every live replica drops them before the write is answered (SPEC §12.3), all
+            // purges at once.
+            let purges = changed.into_iter().map(|what| self.invalidate(what));
+            futures_util::future::join_all(purges).await;
         }
         Ok(response)
+    }
+
+    /// Drops what a write changed, in every tier and on every live replica.
+    async fn invalidate(&self, what: Purge) {
+        let purged = self.tiers.purge(what).await;
+        if let Some(bus) = &self.bus {
+            bus.broadcast(what).await;
+        }
+        tracing::debug!(purged, ?what, "invalidated by a successful unsafe request");
     }
 }
 

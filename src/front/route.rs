@@ -1,31 +1,29 @@
-//! Stage 2 — which requests the gateway answers itself (SPEC §3.2).
+//! Stage 2 — which requests the gateway answers itself (SPEC §3.2, §13).
 //!
-//! Only `GET`/`HEAD /v1/customers/{c}/orders/{o}` with no query string is "order-by-ID"; the
-//! matcher is deliberately literal (no decoding, no normalisation) so that the gateway never
-//! serves from cache a request the upstream might read differently. For the same reason a path
-//! the upstream could normalise into another resource (an empty or dot segment, an encoded `/`
-//! or `.`) is refused for every method: a write on it would change an order whose cached copy
-//! the gateway could not match. `CONNECT` and `TRACE` are refused too; everything else is
-//! forwarded as it came.
+//! Only `GET`/`HEAD` with no query string of a cached resource's path (the table in
+//! [`crate::resource`]: orders, and subscriptions and customers when `cache.resources` names
+//! them) is answered through the cache; the matcher is deliberately literal (no decoding, no
+//! normalisation) so that the gateway never serves from cache a request the upstream might
+//! read differently. For the same reason a path the upstream could normalise into another
+//! resource (an empty or dot segment, an encoded `/` or `.`) is refused for every method: a
+//! write on it would change an item whose cached copy the gateway could not match. `CONNECT`
+//! and `TRACE` are refused too; everything else is forwarded as it came.
 
 use http::{Method, Uri};
 
 pub use crate::front::guid::Guid;
-
-/// One order of one customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct OrderRef {
-    pub customer: Guid,
-    pub order: Guid,
-}
+use crate::front::target::{self, Target};
+pub use crate::resource::{IdField, ItemRef};
+use crate::resource::{Resource, Resources};
 
 /// What the gateway does with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// Order-by-ID: answered through the cache.
-    Order(OrderRef),
-    /// An order-by-ID path whose customer or order id is not a GUID: 400, nothing upstream.
-    InvalidId(IdField),
+    /// A cached resource by ID: answered through the cache.
+    Cached(ItemRef),
+    /// A cached resource's path whose customer or item id is not a GUID: 400, nothing
+    /// upstream.
+    InvalidId(Resource, IdField),
     /// A path with an empty or dot segment or an encoded `/` or `.`: 400, nothing upstream.
     InvalidPath,
     /// `CONNECT` or `TRACE`: 405, nothing upstream.
@@ -34,35 +32,25 @@ pub enum Route {
     Forward,
 }
 
-/// Which path parameter was not a GUID.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdField {
-    Customer,
-    Order,
-}
-
-impl IdField {
-    /// The parameter's name in Partner Center's documentation.
-    pub fn name(self) -> &'static str {
-        match self {
-            IdField::Customer => "customer-tenant-id",
-            IdField::Order => "id-for-order",
-        }
-    }
-}
-
 impl Route {
-    /// The `route` label of logs and metrics.
-    pub fn label(&self) -> &'static str {
+    /// The resource the request is for, if it is a cached resource's path.
+    pub fn resource(&self) -> Option<Resource> {
         match self {
-            Route::Order(_) | Route::InvalidId(_) => "order",
-            Route::InvalidPath | Route::MethodNotAllowed | Route::Forward => "forward",
+            Route::Cached(item) => Some(item.resource),
+            Route::InvalidId(resource, _) => Some(*resource),
+            Route::InvalidPath | Route::MethodNotAllowed | Route::Forward => None,
         }
+    }
+
+    /// The `route` label of logs and metrics: the resource's (`order`, …) or `forward`.
+    pub fn label(&self) -> &'static str {
+        self.resource().map_or("forward", Resource::label)
     }
 }
 
-/// Decides the route of a request from its method and target alone.
-pub fn classify(method: &Method, uri: &Uri) -> Route {
+/// Decides the route of a request from its method and target alone, `enabled` being the
+/// resources answered from cache.
+pub fn classify(method: &Method, uri: &Uri, enabled: Resources) -> Route {
     if method == Method::CONNECT || method == Method::TRACE {
         return Route::MethodNotAllowed;
     }
@@ -72,16 +60,10 @@ pub fn classify(method: &Method, uri: &Uri) -> Route {
     if (method != Method::GET && method != Method::HEAD) || uri.query().is_some() {
         return Route::Forward;
     }
-    let Some((customer, order, rest)) = split_order_path(uri.path()) else {
-        return Route::Forward;
-    };
-    if rest.is_some() {
-        return Route::Forward;
-    }
-    match (Guid::parse(customer), Guid::parse(order)) {
-        (Some(customer), Some(order)) => Route::Order(OrderRef { customer, order }),
-        (None, _) => Route::InvalidId(IdField::Customer),
-        (_, None) => Route::InvalidId(IdField::Order),
+    match target::target(uri.path(), enabled) {
+        Target::Item(item) => Route::Cached(item),
+        Target::InvalidId(resource, field) => Route::InvalidId(resource, field),
+        Target::Other => Route::Forward,
     }
 }
 
@@ -116,38 +98,6 @@ pub fn is_plain_path(path: &str) -> bool {
     true
 }
 
-/// The order a path names or lies below (`/v1/customers/{c}/orders/{o}[/...]`), when both ids
-/// are GUIDs: what a successful unsafe request there invalidates (RFC 9111 §4.4).
-pub fn order_at_or_below(path: &str) -> Option<OrderRef> {
-    let (customer, order, _) = split_order_path(path)?;
-    Some(OrderRef {
-        customer: Guid::parse(customer)?,
-        order: Guid::parse(order)?,
-    })
-}
-
-/// Splits `/v1/customers/{c}/orders/{o}` (literals in any case) into its two parameters and
-/// what follows `{o}` (`Some("")` for a trailing slash). Empty parameters do not match.
-fn split_order_path(path: &str) -> Option<(&str, &str, Option<&str>)> {
-    let rest = strip_prefix_ignore_case(path, "/v1/customers/")?;
-    let (customer, rest) = rest.split_once('/')?;
-    let rest = strip_prefix_ignore_case(rest, "orders/")?;
-    let (order, tail) = match rest.split_once('/') {
-        Some((order, tail)) => (order, Some(tail)),
-        None => (rest, None),
-    };
-    (!customer.is_empty() && !order.is_empty()).then_some((customer, order, tail))
-}
-
-/// `text` without `prefix`, compared ASCII case-insensitively.
-fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = text.as_bytes().get(..prefix.len())?;
-    // The prefix is ASCII, so a match ends on a character boundary.
-    head.eq_ignore_ascii_case(prefix.as_bytes())
-        .then(|| text.get(prefix.len()..))
-        .flatten()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,13 +108,14 @@ mod tests {
     fn route(method: &str, target: &str) -> Route {
         let method = Method::from_bytes(method.as_bytes()).expect("method");
         let uri: Uri = target.parse().expect("uri");
-        classify(&method, &uri)
+        classify(&method, &uri, Resource::ALL.into_iter().collect())
     }
 
     fn order(c: &str, o: &str) -> Route {
-        Route::Order(OrderRef {
+        Route::Cached(ItemRef {
+            resource: Resource::Orders,
             customer: Guid::parse(c).expect("c"),
-            order: Guid::parse(o).expect("o"),
+            id: Guid::parse(o).expect("o"),
         })
     }
 
@@ -233,28 +184,28 @@ mod tests {
             (
                 "GET",
                 format!("/v1/customers/nope/orders/{O}"),
-                Route::InvalidId(IdField::Customer),
+                Route::InvalidId(Resource::Orders, IdField::Customer),
             ),
             (
                 "GET",
                 format!("/v1/customers/{C}/orders/42"),
-                Route::InvalidId(IdField::Order),
+                Route::InvalidId(Resource::Orders, IdField::Item(Resource::Orders)),
             ),
             (
                 "GET",
                 format!("/v1/customers/{{{C}}}/orders/{O}"),
-                Route::InvalidId(IdField::Customer),
+                Route::InvalidId(Resource::Orders, IdField::Customer),
             ),
             (
                 "GET",
                 format!("/v1/customers/{}/orders/{O}", C.replace('-', "")),
-                Route::InvalidId(IdField::Customer),
+                Route::InvalidId(Resource::Orders, IdField::Customer),
             ),
             // Percent-encoding is not decoded: an encoded id is not a canonical GUID.
             (
                 "GET",
                 format!("/v1/customers/{C}/orders/{}", O.replace('-', "%2D")),
-                Route::InvalidId(IdField::Order),
+                Route::InvalidId(Resource::Orders, IdField::Item(Resource::Orders)),
             ),
             // Encoded dots and slashes, dot segments, empty segments: refused for every
             // method, never resolved (SPEC §3.2).
@@ -316,36 +267,31 @@ mod tests {
     fn labels() {
         assert_eq!(route("GET", "/x").label(), "forward");
         assert_eq!(route("GET", "/v1/customers/x/orders/y").label(), "order");
+        let subscription = format!("/v1/customers/{C}/subscriptions/{O}");
+        assert_eq!(route("GET", &subscription).label(), "subscription");
+        assert_eq!(
+            route("GET", &format!("/v1/customers/{C}")).label(),
+            "customer"
+        );
+        assert_eq!(route("PATCH", &subscription).label(), "forward");
     }
 
     #[test]
-    fn invalidation_targets() {
-        let want = OrderRef {
-            customer: Guid::parse(C).expect("c"),
-            order: Guid::parse(O).expect("o"),
-        };
-        assert_eq!(
-            order_at_or_below(&format!("/v1/customers/{C}/orders/{O}")),
-            Some(want)
-        );
-        assert_eq!(
-            order_at_or_below(&format!("/v1/customers/{C}/orders/{O}/")),
-            Some(want)
-        );
-        assert_eq!(
-            order_at_or_below(&format!(
-                "/v1/customers/{C}/orders/{}/lineitems/1",
-                O.to_uppercase()
-            )),
-            Some(want)
-        );
-        assert_eq!(
-            order_at_or_below(&format!("/v1/customers/{C}/orders")),
-            None
-        );
-        assert_eq!(
-            order_at_or_below(&format!("/v1/customers/{C}/orders/x")),
-            None
-        );
+    fn only_enabled_resources_are_cached() {
+        let uri: Uri = format!("/v1/customers/{C}/subscriptions/{O}")
+            .parse()
+            .expect("uri");
+        let orders: Resources = [Resource::Orders].into_iter().collect();
+        assert_eq!(classify(&Method::GET, &uri, orders), Route::Forward);
+        let both: Resources = [Resource::Orders, Resource::Subscriptions]
+            .into_iter()
+            .collect();
+        assert!(matches!(
+            classify(&Method::GET, &uri, both),
+            Route::Cached(ItemRef {
+                resource: Resource::Subscriptions,
+                ..
+            })
+        ));
     }
 }

@@ -14,13 +14,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::Body;
-use crate::cache::key::Purge;
 use crate::error::GatewayError;
 use crate::front::connection;
 use crate::front::correlation::Correlation;
 use crate::front::pipeline::Gateway;
-use crate::front::route::{Guid, OrderRef};
+use crate::front::route::Guid;
 use crate::ops::admin_auth::authorize_purge;
+use crate::resource::{ItemRef, Purge, Resource};
 
 /// Accepts admin connections until `stop` turns true. Each is driven like a front connection
 /// (SPEC §8): the same head-read timeout and head-size limit (431), idle connections closed.
@@ -130,6 +130,13 @@ async fn stats(gateway: &Gateway) -> Response<Body> {
         "hit_ratio": hit_ratio,
         "outcomes": by_outcome,
         "fills_in_progress": gateway.cache.fills_in_progress(),
+        "resources": gateway
+            .config
+            .cache
+            .resources
+            .iter()
+            .map(|r| (r.name().to_owned(), usage.per_resource[r.index()].into()))
+            .collect::<serde_json::Map<String, serde_json::Value>>(),
     });
     let mut body = body;
     if let Some(fleet) = &gateway.fleet {
@@ -138,7 +145,8 @@ async fn stats(gateway: &Gateway) -> Response<Body> {
     json(StatusCode::OK, body.to_string())
 }
 
-/// `DELETE /cache`, `/cache/customers/{c}`, `/cache/customers/{c}/orders/{o}` (SPEC §4.4).
+/// `DELETE /cache`, `/cache/customers/{c}`, `/cache/customers/{c}/orders/{o}`,
+/// `/cache/customers/{c}/subscriptions/{s}` (SPEC §4.4, §13).
 ///
 /// Order of refusals: unknown path (404), wrong method (405), then who asks (401/403, SPEC §8)
 /// before anything about the ids is said (400). Every answer carries the request's
@@ -159,9 +167,21 @@ async fn cache_admin(
     let target = match segments.as_slice() {
         ["cache"] => Some(Purge::All),
         ["cache", "customers", c] => Guid::parse(c).map(Purge::Customer),
-        ["cache", "customers", c, "orders", o] => Guid::parse(c)
-            .zip(Guid::parse(o))
-            .map(|(customer, order)| Purge::Order(OrderRef { customer, order })),
+        ["cache", "customers", c, collection, id]
+            if Resource::by_collection(collection).is_some() =>
+        {
+            let resource = Resource::by_collection(collection);
+            Guid::parse(c)
+                .zip(Guid::parse(id))
+                .zip(resource)
+                .map(|((customer, id), resource)| {
+                    Purge::One(ItemRef {
+                        resource,
+                        customer,
+                        id,
+                    })
+                })
+        }
         _ => {
             return correlated(json(
                 StatusCode::NOT_FOUND,
@@ -190,7 +210,7 @@ async fn cache_admin(
     let Some(target) = target else {
         return correlated(json(
             StatusCode::BAD_REQUEST,
-            r#"{"error":"customer and order ids must be GUIDs"}"#.to_owned(),
+            r#"{"error":"customer and item ids must be GUIDs"}"#.to_owned(),
         ));
     };
     // A purge may remove many entries one by one (a whole cache: 100,000s): it runs on the

@@ -17,6 +17,7 @@ use metrics::{
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use crate::outcome::{CacheState, Direction, Eviction, L2Lookup, NotStored, Refusal};
+use crate::resource::Resource;
 
 /// Request latency buckets, in seconds: from a cache hit (~50 µs) to a slow upstream (10 s).
 const BUCKETS: [f64; 14] = [
@@ -47,7 +48,15 @@ const FAMILIES: &[(&str, &str)] = &[
     ("partner_gateway_build_info", "Build information; the value is always 1."),
 ];
 
-const ROUTES: [&str; 2] = ["order", "forward"];
+/// Routes of the `route` label: one per cached resource (its label), then `forward`.
+const ROUTES: usize = Resource::ALL.len() + 1;
+
+/// The `route` label at index `r` (see [`ROUTES`]).
+fn route_label(r: usize) -> &'static str {
+    Resource::ALL
+        .get(r)
+        .map_or("forward", |resource| resource.label())
+}
 const STATUS_MIN: u16 = 100;
 const STATUS_SLOTS: usize = 500; // 100..=599
 /// "none" (no `X-Cache` sent) and every [`CacheState`].
@@ -72,7 +81,7 @@ pub struct Metrics {
     handle: PrometheusHandle,
     requests: Vec<OnceLock<Counter>>,
     requests_other: Mutex<HashMap<(usize, usize, u16), Counter>>,
-    request_duration: [Histogram; 2],
+    request_duration: [Histogram; ROUTES],
     upstream_requests: Vec<OnceLock<Counter>>,
     upstream_error: Counter,
     upstream_duration: Histogram,
@@ -147,10 +156,10 @@ impl Metrics {
                 )
             })
             .collect();
-        let request_duration = ROUTES.map(|route| {
+        let request_duration = std::array::from_fn(|r| {
             histogram(
                 "partner_gateway_request_duration_seconds",
-                vec![Label::from_static_parts("route", route)],
+                vec![Label::from_static_parts("route", route_label(r))],
             )
         });
         gauge(
@@ -162,7 +171,7 @@ impl Metrics {
         )
         .set(1.0);
         let metrics = Metrics {
-            requests: (0..ROUTES.len() * CACHE_SLOTS * STATUS_SLOTS)
+            requests: (0..ROUTES * CACHE_SLOTS * STATUS_SLOTS)
                 .map(|_| OnceLock::new())
                 .collect(),
             requests_other: Mutex::new(HashMap::new()),
@@ -223,14 +232,21 @@ impl Metrics {
     }
 
     /// One answered front request: its route, status and `X-Cache` state, found by index.
-    pub fn request(&self, forwarded: bool, status: u16, cache: Option<CacheState>, took: Duration) {
-        let r = usize::from(forwarded);
+    /// `resource` is the cached resource the route is for (`None`: forwarded).
+    pub fn request(
+        &self,
+        resource: Option<Resource>,
+        status: u16,
+        cache: Option<CacheState>,
+        took: Duration,
+    ) {
+        let r = resource.map_or(ROUTES - 1, Resource::index);
         let c = cache_slot(cache);
         self.outcomes[c].fetch_add(1, Ordering::Relaxed);
         self.request_duration[r].record(took.as_secs_f64());
         let labels = || {
             vec![
-                Label::from_static_parts("route", ROUTES[r]),
+                Label::from_static_parts("route", route_label(r)),
                 Label::new("status", status.to_string()),
                 Label::from_static_parts("cache", cache_label(c)),
             ]

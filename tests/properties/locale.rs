@@ -5,7 +5,8 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION
 use partner_gateway::cache::key::{is_language_tag, KeyMaker, Keyed, X_LOCALE};
 use partner_gateway::config::Partition;
 use partner_gateway::front::credential::Fingerprinter;
-use partner_gateway::front::route::{Guid, OrderRef};
+use partner_gateway::front::route::{Guid, ItemRef};
+use partner_gateway::resource::Resource;
 use partner_gateway::upstream::forward::{is_stripped, strip_hop_by_hop};
 use proptest::prelude::*;
 
@@ -84,10 +85,11 @@ fn connection_names(headers: &HeaderMap, name: &str) -> bool {
     })
 }
 
-fn order() -> OrderRef {
-    OrderRef {
+fn order() -> ItemRef {
+    ItemRef {
+        resource: Resource::Orders,
         customer: Guid::parse("3b6d6e5a-7f6f-4c1f-9d2a-1b2c3d4e5f60").expect("c"),
-        order: Guid::parse("d6595733-265f-4918-a62e-026e64bc8384").expect("o"),
+        id: Guid::parse("d6595733-265f-4918-a62e-026e64bc8384").expect("o"),
     }
 }
 

@@ -1,10 +1,11 @@
-//! Route matching (SPEC §3.2): `classify`, `is_plain_path` and `order_at_or_below` against a
-//! reference model over paths built from segments, and over anything at all.
+//! Route matching (SPEC §3.2, §13): `classify`, `is_plain_path` and `changed_by_write` against
+//! a reference model over paths built from segments, and over anything at all; every resource
+//! is enabled.
 
 use http::{Method, Uri};
-use partner_gateway::front::route::{
-    classify, is_plain_path, order_at_or_below, IdField, OrderRef, Route,
-};
+use partner_gateway::front::route::{classify, is_plain_path, IdField, ItemRef, Route};
+use partner_gateway::front::target::changed_by_write;
+use partner_gateway::resource::{Purge, Resource, Resources};
 use proptest::prelude::*;
 
 use crate::config;
@@ -46,19 +47,30 @@ fn guid_segment() -> BoxedStrategy<String> {
     .boxed()
 }
 
-/// The segments of a path: the order path's five with a structural change (a segment added,
-/// removed or prepended, a trailing slash), or any segments at all.
+/// The segments of a path: a cached resource's path (an order's or a subscription's five, a
+/// customer's three, or a write's target below a customer) with a structural change (a segment
+/// added, removed or prepended, a trailing slash), or any segments at all.
 fn segments() -> impl Strategy<Value = Vec<String>> {
-    let order_path = (
+    let collection = prop_oneof![
+        literal("orders"),
+        literal("subscriptions"),
+        literal("profiles"),
+        odd_segment()
+    ];
+    let item_path = (
         literal("v1"),
         literal("customers"),
         guid_segment(),
-        literal("orders"),
+        collection,
         guid_segment(),
+        any::<bool>(),
     )
-        .prop_map(|(a, b, c, d, e)| vec![a, b, c, d, e]);
+        .prop_map(|(a, b, c, d, e, customer_only)| match customer_only {
+            true => vec![a, b, c],
+            false => vec![a, b, c, d, e],
+        });
     (
-        order_path,
+        item_path,
         0u8..8,
         any::<prop::sample::Index>(),
         odd_segment(),
@@ -100,19 +112,25 @@ fn query() -> impl Strategy<Value = Option<String>> {
 /// What the model expects; GUIDs as their canonical text.
 #[derive(Debug, PartialEq, Eq)]
 enum Expected {
-    Order(String, String),
-    InvalidId(IdField),
+    Item(Resource, String, String),
+    InvalidId(Resource, IdField),
     InvalidPath,
     MethodNotAllowed,
     Forward,
 }
 
+fn all() -> Resources {
+    Resource::ALL.into_iter().collect()
+}
+
 fn actual(route: Route) -> Expected {
     match route {
-        Route::Order(OrderRef { customer, order }) => {
-            Expected::Order(customer.to_string(), order.to_string())
-        }
-        Route::InvalidId(field) => Expected::InvalidId(field),
+        Route::Cached(ItemRef {
+            resource,
+            customer,
+            id,
+        }) => Expected::Item(resource, customer.to_string(), id.to_string()),
+        Route::InvalidId(resource, field) => Expected::InvalidId(resource, field),
         Route::InvalidPath => Expected::InvalidPath,
         Route::MethodNotAllowed => Expected::MethodNotAllowed,
         Route::Forward => Expected::Forward,
@@ -133,16 +151,55 @@ fn segments_are_plain(segs: &[String]) -> bool {
     })
 }
 
-/// The order named by segments that start with the order path's five, in canonical text.
-fn order_prefix(segs: &[String]) -> Option<(String, String)> {
-    let [v1, customers, c, orders, o, ..] = segs else {
-        return None;
+/// What a successful write on these segments drops (SPEC §13's table, written out), as
+/// (kind, customer, id) with kind `one:<resource>` or `every:<resource>`.
+fn changed_model(segs: &[String]) -> Vec<(String, String, String)> {
+    let [v1, customers, c, rest @ ..] = segs else {
+        return Vec::new();
     };
-    let literals = v1.eq_ignore_ascii_case("v1")
+    if !(v1.eq_ignore_ascii_case("v1")
         && customers.eq_ignore_ascii_case("customers")
-        && orders.eq_ignore_ascii_case("orders");
-    (literals && is_canonical(c.as_bytes()) && is_canonical(o.as_bytes()))
-        .then(|| (c.to_ascii_lowercase(), o.to_ascii_lowercase()))
+        && is_canonical(c.as_bytes()))
+    {
+        return Vec::new();
+    }
+    let c = c.to_ascii_lowercase();
+    let one = |r: &str, id: &str| ("one:".to_owned() + r, c.clone(), id.to_ascii_lowercase());
+    let every = |r: &str| ("every:".to_owned() + r, c.clone(), String::new());
+    let id = rest.get(1).filter(|id| is_canonical(id.as_bytes()));
+    match rest.first() {
+        None => vec![one("customers", &c)],
+        Some(first) if first.is_empty() => vec![one("customers", &c)],
+        Some(first) if first.eq_ignore_ascii_case("orders") => id
+            .map(|id| one("orders", id))
+            .into_iter()
+            .chain([every("subscriptions")])
+            .collect(),
+        Some(first) if first.eq_ignore_ascii_case("subscriptions") => {
+            id.map(|id| one("subscriptions", id)).into_iter().collect()
+        }
+        Some(first) if first.eq_ignore_ascii_case("profiles") => vec![every("customers")],
+        Some(_) => Vec::new(),
+    }
+}
+
+fn changed_actual(path: &str) -> Vec<(String, String, String)> {
+    changed_by_write(path, all())
+        .into_iter()
+        .map(|purge| match purge {
+            Purge::One(item) => (
+                format!("one:{}", item.resource.name()),
+                item.customer.to_string(),
+                item.id.to_string(),
+            ),
+            Purge::EveryOf(resource, c) => (
+                format!("every:{}", resource.name()),
+                c.to_string(),
+                String::new(),
+            ),
+            other => panic!("a write never purges {other:?}"),
+        })
+        .collect()
 }
 
 /// The reference model of `classify`.
@@ -156,21 +213,34 @@ fn model(method: &str, segs: &[String], has_query: bool) -> Expected {
     if !(method == "GET" || method == "HEAD") || has_query {
         return Expected::Forward;
     }
-    let [v1, customers, c, orders, o] = segs else {
-        return Expected::Forward;
+    let literals = |v1: &str, customers: &str| {
+        v1.eq_ignore_ascii_case("v1") && customers.eq_ignore_ascii_case("customers")
     };
-    let shape = v1.eq_ignore_ascii_case("v1")
-        && customers.eq_ignore_ascii_case("customers")
-        && orders.eq_ignore_ascii_case("orders")
-        && !c.is_empty()
-        && !o.is_empty();
-    if !shape {
+    // The customer itself: a non-GUID there is not the customer resource.
+    if let [v1, customers, c] = segs {
+        if literals(v1, customers) && is_canonical(c.as_bytes()) {
+            let c = c.to_ascii_lowercase();
+            return Expected::Item(Resource::Customers, c.clone(), c);
+        }
         return Expected::Forward;
     }
-    match (is_canonical(c.as_bytes()), is_canonical(o.as_bytes())) {
-        (true, true) => Expected::Order(c.to_ascii_lowercase(), o.to_ascii_lowercase()),
-        (false, _) => Expected::InvalidId(IdField::Customer),
-        (true, false) => Expected::InvalidId(IdField::Order),
+    let [v1, customers, c, collection, id] = segs else {
+        return Expected::Forward;
+    };
+    let resource = if collection.eq_ignore_ascii_case("orders") {
+        Resource::Orders
+    } else if collection.eq_ignore_ascii_case("subscriptions") {
+        Resource::Subscriptions
+    } else {
+        return Expected::Forward;
+    };
+    if !literals(v1, customers) || c.is_empty() || id.is_empty() {
+        return Expected::Forward;
+    }
+    match (is_canonical(c.as_bytes()), is_canonical(id.as_bytes())) {
+        (true, true) => Expected::Item(resource, c.to_ascii_lowercase(), id.to_ascii_lowercase()),
+        (false, _) => Expected::InvalidId(resource, IdField::Customer),
+        (true, false) => Expected::InvalidId(resource, IdField::Item(resource)),
     }
 }
 
@@ -179,7 +249,7 @@ proptest! {
 
     /// Paths built from valid, mutated and odd segments, any method, with or without a query:
     /// `classify` gives the model's route, `is_plain_path` the model's verdict, and
-    /// `order_at_or_below` the model's order (targets `http::Uri` refuses are skipped).
+    /// `changed_by_write` the model's purges (targets `http::Uri` refuses are skipped).
     #[test]
     fn classify_agrees_with_the_model(
         method_name in method(),
@@ -197,20 +267,16 @@ proptest! {
         prop_assert_eq!(uri.path(), path.as_str());
         let method = Method::from_bytes(method_name.as_bytes()).expect("method");
         prop_assert_eq!(
-            actual(classify(&method, &uri)),
+            actual(classify(&method, &uri, all())),
             model(method_name, &segs, query.is_some()),
             "{} {}", method_name, target
         );
         prop_assert_eq!(is_plain_path(&path), segments_are_plain(&segs), "{}", path);
-        prop_assert_eq!(
-            order_at_or_below(&path).map(|o| (o.customer.to_string(), o.order.to_string())),
-            order_prefix(&segs),
-            "{}", path
-        );
+        prop_assert_eq!(changed_actual(&path), changed_model(&segs), "{}", path);
     }
 
     /// Any string as a path: no panic; `is_plain_path` is the model on its segments (a path
-    /// that does not start with `/` has none); `order_at_or_below` finds only the model's order.
+    /// that does not start with `/` has none); `changed_by_write` drops only the model's items.
     #[test]
     fn path_functions_on_any_string(s in prop_oneof![".{0,60}", "/[a-zA-Z0-9/.%-]{0,60}"]) {
         let plain = match s.strip_prefix('/') {
@@ -221,18 +287,15 @@ proptest! {
             }
         };
         prop_assert_eq!(is_plain_path(&s), plain);
-        let want = s.strip_prefix('/').and_then(|rest| {
+        let want = s.strip_prefix('/').map_or_else(Vec::new, |rest| {
             let segs: Vec<String> = rest.split('/').map(String::from).collect();
-            order_prefix(&segs)
+            changed_model(&segs)
         });
-        prop_assert_eq!(
-            order_at_or_below(&s).map(|o| (o.customer.to_string(), o.order.to_string())),
-            want
-        );
+        prop_assert_eq!(changed_actual(&s), want);
     }
 
     /// Any request target and any method token that `http` accepts: `classify` never panics,
-    /// and answers `Order` only for GET or HEAD.
+    /// and answers a cached route only for GET or HEAD.
     #[test]
     fn classify_any_target(
         target in prop_oneof![
@@ -246,8 +309,8 @@ proptest! {
         else {
             return Ok(());
         };
-        let route = classify(&m, &uri);
-        if matches!(route, Route::Order(_) | Route::InvalidId(_)) {
+        let route = classify(&m, &uri, all());
+        if route.resource().is_some() {
             prop_assert!(m == Method::GET || m == Method::HEAD);
             prop_assert!(uri.query().is_none());
         }

@@ -198,3 +198,384 @@ async fn demo_walkthrough_shows_miss_hit_304_invalidation_and_one_upstream_reque
         "no colours when asked for plain output"
     );
 }
+
+const AUTH: (&str, &str) = ("authorization", "Bearer t");
+
+fn subscription_path(customer: &str, subscription: &str) -> String {
+    format!("/v1/customers/{customer}/subscriptions/{subscription}")
+}
+
+fn customer_path(customer: &str) -> String {
+    format!("/v1/customers/{customer}")
+}
+
+/// The (id, version) inside a resource's `attributes.etag` (base64 of `{"id":…,"version":N}`).
+fn etag_version(resource: &serde_json::Value) -> (String, u64) {
+    use base64::Engine;
+    let etag = resource["attributes"]["etag"].as_str().expect("etag");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(etag)
+        .expect("base64");
+    let token: serde_json::Value = serde_json::from_slice(&decoded).expect("json");
+    (
+        token["id"].as_str().expect("id").to_owned(),
+        token["version"].as_u64().expect("version"),
+    )
+}
+
+/// Partner Center's error body.
+fn assert_partner_error(reply: &Reply, status: StatusCode) {
+    assert_eq!(reply.status, status, "{:?}", reply.body);
+    let error = reply.json();
+    assert_eq!(error["source"], "PartnerFD");
+    assert!(error["code"].is_u64() && error["description"].is_string());
+    assert_eq!(error["data"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn simulator_serves_subscriptions_whose_etag_a_patch_bumps() {
+    let sim = simulator(Knobs::default()).await;
+    let account = Simulator::accounts().remove(0);
+    assert_eq!(account.subscriptions.len(), account.orders.len());
+    let sample = &account.subscriptions[0];
+    let url = format!(
+        "{}{}",
+        sim.base_url(),
+        subscription_path(&account.customer, &sample.id)
+    );
+
+    let reply = get(&url, &[AUTH, ("ms-correlationid", GUID_A)]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("ms-correlationid"), Some(GUID_A));
+    let subscription = reply.json();
+    assert_eq!(subscription["id"], sample.id.as_str());
+    assert_eq!(subscription["offerId"], sample.offer_id.as_str());
+    assert_eq!(subscription["orderId"], sample.order_id.as_str());
+    assert_eq!(subscription["status"], "active");
+    assert_eq!(subscription["attributes"]["objectType"], "Subscription");
+    for field in ["offerName", "unitType", "creationDate", "billingCycle"] {
+        assert!(subscription[field].is_string(), "{field}");
+    }
+    assert!(subscription["autoRenewEnabled"].is_boolean());
+    assert_eq!(etag_version(&subscription), (sample.id.clone(), 1));
+    // The order that made it names it, with the same quantity.
+    let order = get(
+        &format!(
+            "{}{}",
+            sim.base_url(),
+            order_path(&account.customer, &sample.order_id)
+        ),
+        &[AUTH],
+    )
+    .await
+    .json();
+    assert_eq!(order["lineItems"][0]["subscriptionId"], sample.id.as_str());
+    assert_eq!(order["lineItems"][0]["quantity"], subscription["quantity"]);
+
+    // PATCH changes it and bumps the version, in the answer and in the next GET.
+    let patched = send(
+        Method::PATCH,
+        &url,
+        &[AUTH],
+        r#"{"quantity":20,"status":"suspended"}"#,
+    )
+    .await;
+    assert_eq!(patched.status, StatusCode::OK);
+    assert_eq!(etag_version(&patched.json()), (sample.id.clone(), 2));
+    let after = get(&url, &[AUTH]).await.json();
+    assert_eq!(after["quantity"], 20);
+    assert_eq!(after["status"], "suspended");
+    assert_eq!(
+        after["attributes"]["etag"],
+        patched.json()["attributes"]["etag"]
+    );
+
+    // If-Match: a stale ETag is refused, the current one accepted.
+    let stale = subscription["attributes"]["etag"].as_str().expect("etag");
+    let conflict = send(Method::PATCH, &url, &[AUTH, ("if-match", stale)], "{}").await;
+    assert_partner_error(&conflict, StatusCode::PRECONDITION_FAILED);
+    let current = after["attributes"]["etag"].as_str().expect("etag");
+    let body = r#"{"status":"active"}"#;
+    let ok = send(Method::PATCH, &url, &[AUTH, ("if-match", current)], body).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(etag_version(&ok.json()).1, 3);
+
+    // Bad bodies: 400 in Partner Center's shape, nothing changed.
+    let bad_status = send(Method::PATCH, &url, &[AUTH], r#"{"status":"gone"}"#).await;
+    assert_partner_error(&bad_status, StatusCode::BAD_REQUEST);
+    let bad_json = send(Method::PATCH, &url, &[AUTH], "{not json").await;
+    assert_partner_error(&bad_json, StatusCode::BAD_REQUEST);
+    assert_eq!(etag_version(&get(&url, &[AUTH]).await.json()).1, 3);
+
+    // The collection.
+    let list = get(
+        &format!(
+            "{}/v1/customers/{}/subscriptions",
+            sim.base_url(),
+            account.customer
+        ),
+        &[AUTH],
+    )
+    .await
+    .json();
+    assert_eq!(list["totalCount"], account.subscriptions.len());
+    assert_eq!(list["attributes"]["objectType"], "Collection");
+
+    // Unknown subscription: 404; no bearer token: 401.
+    let missing = get(
+        &format!(
+            "{}{}",
+            sim.base_url(),
+            subscription_path(&account.customer, GUID_B)
+        ),
+        &[AUTH],
+    )
+    .await;
+    assert_partner_error(&missing, StatusCode::NOT_FOUND);
+    assert_partner_error(&get(&url, &[]).await, StatusCode::UNAUTHORIZED);
+    // Counted per resource: four subscription GETs got past auth (the 401 did not), one order GET.
+    assert_eq!(sim.counters.subscription_gets(), 4);
+    assert_eq!(sim.counters.order_gets(), 1);
+    assert_eq!(sim.counters.customer_gets(), 0);
+}
+
+#[tokio::test]
+async fn creating_an_order_grows_the_subscription_for_its_offer_or_creates_one() {
+    let sim = simulator(Knobs::default()).await;
+    let account = Simulator::accounts().remove(0);
+    let existing = &account.subscriptions[1];
+    let existing_url = format!(
+        "{}{}",
+        sim.base_url(),
+        subscription_path(&account.customer, &existing.id)
+    );
+    let before = get(&existing_url, &[AUTH]).await.json();
+    let seats = before["quantity"].as_u64().expect("quantity");
+    let new_offer = "CFQ7TTC0QH1G:0001:CFQ7TTC0NM2Q";
+    assert!(account
+        .subscriptions
+        .iter()
+        .all(|s| s.offer_id != new_offer));
+
+    let orders_url = format!(
+        "{}/v1/customers/{}/orders",
+        sim.base_url(),
+        account.customer
+    );
+    let body = serde_json::json!({
+        "referenceCustomerId": account.customer,
+        "billingCycle": "monthly",
+        "lineItems": [
+            {"lineItemNumber": 0, "offerId": existing.offer_id, "quantity": 3},
+            {"lineItemNumber": 1, "offerId": new_offer, "friendlyName": "Teams Essentials", "quantity": 2}
+        ]
+    });
+    let created = send(Method::POST, &orders_url, &[AUTH], body.to_string()).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let order = created.json();
+    let order_id = order["id"].as_str().expect("order id").to_owned();
+    assert_eq!(order["attributes"]["objectType"], "Order");
+    assert_eq!(
+        order["lineItems"][0]["subscriptionId"],
+        existing.id.as_str()
+    );
+    let new_id = order["lineItems"][1]["subscriptionId"]
+        .as_str()
+        .expect("new subscription id")
+        .to_owned();
+    assert!(account.subscriptions.iter().all(|s| s.id != new_id));
+
+    // The existing subscription has three more seats and a new etag.
+    let grown = get(&existing_url, &[AUTH]).await.json();
+    assert_eq!(grown["quantity"], seats + 3);
+    assert_eq!(etag_version(&grown), (existing.id.clone(), 2));
+
+    // The new one can be fetched, and so can the order.
+    let new_url = format!(
+        "{}{}",
+        sim.base_url(),
+        subscription_path(&account.customer, &new_id)
+    );
+    let fresh = get(&new_url, &[AUTH]).await;
+    assert_eq!(fresh.status, StatusCode::OK);
+    let fresh = fresh.json();
+    assert_eq!(fresh["offerId"], new_offer);
+    assert_eq!(fresh["friendlyName"], "Teams Essentials");
+    assert_eq!(fresh["quantity"], 2);
+    assert_eq!(fresh["orderId"], order_id.as_str());
+    assert_eq!(etag_version(&fresh), (new_id.clone(), 1));
+    let order_url = format!(
+        "{}{}",
+        sim.base_url(),
+        order_path(&account.customer, &order_id)
+    );
+    assert_eq!(get(&order_url, &[AUTH]).await.json(), order);
+    let list = get(
+        &format!(
+            "{}/v1/customers/{}/subscriptions",
+            sim.base_url(),
+            account.customer
+        ),
+        &[AUTH],
+    )
+    .await
+    .json();
+    assert_eq!(list["totalCount"], account.subscriptions.len() + 1);
+
+    // A PATCH of the order's quantity moves the subscription by the difference.
+    let patch = r#"{"lineItems":[{"lineItemNumber":1,"quantity":5}]}"#;
+    let patched = send(Method::PATCH, &order_url, &[AUTH], patch).await;
+    assert_eq!(patched.status, StatusCode::OK);
+    let moved = get(&new_url, &[AUTH]).await.json();
+    assert_eq!(moved["quantity"], 5);
+    assert_eq!(etag_version(&moved).1, 2);
+    // Other customers' subscriptions are untouched.
+    let other = Simulator::accounts().remove(1);
+    let theirs = get(
+        &format!(
+            "{}{}",
+            sim.base_url(),
+            subscription_path(&other.customer, &other.subscriptions[1].id)
+        ),
+        &[AUTH],
+    )
+    .await
+    .json();
+    assert_eq!(etag_version(&theirs).1, 1);
+
+    // Refusals: no line items, a bad quantity, bad JSON, an unknown customer, no token.
+    for bad in [
+        r#"{"lineItems":[]}"#,
+        r#"{"lineItems":[{"offerId":"X","quantity":0}]}"#,
+        "{",
+    ] {
+        let reply = send(Method::POST, &orders_url, &[AUTH], bad).await;
+        assert_partner_error(&reply, StatusCode::BAD_REQUEST);
+    }
+    let nobody = format!("{}/v1/customers/{GUID_B}/orders", sim.base_url());
+    let reply = send(Method::POST, &nobody, &[AUTH], body.to_string()).await;
+    assert_partner_error(&reply, StatusCode::NOT_FOUND);
+    let reply = send(Method::POST, &orders_url, &[], body.to_string()).await;
+    assert_partner_error(&reply, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get(&existing_url, &[AUTH]).await.json()["quantity"],
+        seats + 3
+    );
+}
+
+#[tokio::test]
+async fn simulator_serves_customers_whose_etag_a_patch_or_billing_put_bumps() {
+    let sim = simulator(Knobs::default()).await;
+    let account = Simulator::accounts().remove(0);
+    let url = format!("{}{}", sim.base_url(), customer_path(&account.customer));
+    let customer = get(&url, &[AUTH]).await.json();
+    assert_eq!(customer["id"], account.customer.as_str());
+    let company = &customer["companyProfile"];
+    assert_eq!(company["tenantId"], account.customer.as_str());
+    assert!(company["domain"].is_string() && company["companyName"].is_string());
+    let billing = &customer["billingProfile"];
+    for field in ["id", "email", "culture", "language", "companyName"] {
+        assert!(billing[field].is_string(), "{field}");
+    }
+    assert!(billing["defaultAddress"]["country"].is_string());
+    assert!(customer["relationshipToPartner"].is_string());
+    assert_eq!(customer["attributes"]["objectType"], "Customer");
+    assert_eq!(etag_version(&customer), (account.customer.clone(), 1));
+
+    // PATCH answers the changed customer with the next version.
+    let body = r#"{"companyProfile":{"companyName":"Contoso Renamed"}}"#;
+    let patched = send(Method::PATCH, &url, &[AUTH], body).await;
+    assert_eq!(patched.status, StatusCode::OK);
+    let patched = patched.json();
+    assert_eq!(patched["companyProfile"]["companyName"], "Contoso Renamed");
+    assert_eq!(etag_version(&patched).1, 2);
+
+    // PUT of the billing profile answers the profile; the customer's version moves on too.
+    let billing_url = format!("{url}/profiles/billing");
+    let body = r#"{"email":"billing@contoso.example","defaultAddress":{"city":"Seattle"}}"#;
+    let put = send(Method::PUT, &billing_url, &[AUTH], body).await;
+    assert_eq!(put.status, StatusCode::OK);
+    let profile = put.json();
+    assert_eq!(profile["email"], "billing@contoso.example");
+    assert_eq!(profile["defaultAddress"]["city"], "Seattle");
+    assert_eq!(
+        profile["attributes"]["objectType"],
+        "CustomerBillingProfile"
+    );
+    let after = get(&url, &[AUTH]).await.json();
+    assert_eq!(etag_version(&after).1, 3);
+    assert_eq!(after["billingProfile"]["email"], "billing@contoso.example");
+    assert_eq!(after["billingProfile"]["defaultAddress"]["country"], "US");
+    assert_eq!(
+        get(&billing_url, &[AUTH]).await.json()["attributes"]["etag"],
+        profile["attributes"]["etag"]
+    );
+
+    // If-Match: stale refused; bad bodies 400; nothing changed by either.
+    let stale = customer["attributes"]["etag"].as_str().expect("etag");
+    let conflict = send(Method::PATCH, &url, &[AUTH, ("if-match", stale)], "{}").await;
+    assert_partner_error(&conflict, StatusCode::PRECONDITION_FAILED);
+    let conflict = send(
+        Method::PUT,
+        &billing_url,
+        &[AUTH, ("if-match", stale)],
+        "{}",
+    )
+    .await;
+    assert_partner_error(&conflict, StatusCode::PRECONDITION_FAILED);
+    let bad = send(Method::PUT, &billing_url, &[AUTH], r#"{"email":7}"#).await;
+    assert_partner_error(&bad, StatusCode::BAD_REQUEST);
+    let bad = send(Method::PATCH, &url, &[AUTH], "[").await;
+    assert_partner_error(&bad, StatusCode::BAD_REQUEST);
+    assert_eq!(etag_version(&get(&url, &[AUTH]).await.json()).1, 3);
+
+    // Unknown customer: 404; no bearer token: 401.
+    let missing = get(
+        &format!("{}{}", sim.base_url(), customer_path(GUID_B)),
+        &[AUTH],
+    )
+    .await;
+    assert_partner_error(&missing, StatusCode::NOT_FOUND);
+    assert_partner_error(&get(&url, &[]).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(sim.counters.customer_gets(), 4);
+    assert_eq!(sim.counters.subscription_gets(), 0);
+    assert_eq!(sim.counters.order_gets(), 0);
+}
+
+#[tokio::test]
+async fn new_resources_share_the_budget_and_failure_knobs() {
+    let account = Simulator::accounts().remove(0);
+    let paths = [
+        customer_path(&account.customer),
+        subscription_path(&account.customer, &account.subscriptions[0].id),
+    ];
+    let failing = simulator(Knobs {
+        failure_rate: 1.0,
+        ..Knobs::default()
+    })
+    .await;
+    for path in &paths {
+        let reply = get(&format!("{}{path}", failing.base_url()), &[AUTH]).await;
+        assert_partner_error(&reply, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let budget = simulator(Knobs {
+        budget_per_minute: 1,
+        ..Knobs::default()
+    })
+    .await;
+    let first = get(&format!("{}{}", budget.base_url(), paths[0]), &[AUTH]).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let second = get(&format!("{}{}", budget.base_url(), paths[1]), &[AUTH]).await;
+    assert_eq!(second.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(second.header("retry-after").is_some());
+    // Every sample path is listed and answers.
+    let all = Simulator::paths();
+    assert!(all.contains(&paths[0]) && all.contains(&paths[1]));
+    let open = simulator(Knobs::default()).await;
+    for path in &all {
+        let reply = get(&format!("{}{path}", open.base_url()), &[AUTH]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        let id = path.rsplit('/').next().expect("id");
+        assert_eq!(reply.json()["id"], id, "{path}");
+    }
+}

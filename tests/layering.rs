@@ -16,6 +16,8 @@ const LAYERS: &[&str] = &[
     "demo::walkthrough",
     "demo::console",
     "demo::simulator",
+    "demo::store",
+    "demo::accounts",
     "demo::catalog",
     "front::server",
     "ops::admin",

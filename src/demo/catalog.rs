@@ -1,15 +1,29 @@
-//! The simulator's sample data and the JSON shapes Partner Center answers with.
+//! The simulator's sample orders and the JSON shapes Partner Center answers with.
 //!
 //! Kept apart from the server so the data (three customers, four orders each, with versioned
-//! ETags) and the exact answer shapes (Order resources, Partner Center's error body) can be
-//! read and changed without wading through connection handling. Nothing here knows about HTTP
+//! ETags) and the exact answer shapes (Order resources, collections, Partner Center's error
+//! body) can be read and changed without wading through connection handling. Customers and
+//! subscriptions live in [`accounts`](super::accounts); nothing here knows about HTTP
 //! connections or the simulator's state.
 
 use base64::Engine;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-/// One sample order and its current version.
+/// One line item of an order: what was bought, and into which subscription.
+#[derive(Clone)]
+pub(crate) struct LineItem {
+    /// The offer bought.
+    pub(crate) offer_id: String,
+    /// The subscription the purchase went into (created or grown by it).
+    pub(crate) subscription_id: String,
+    /// The line item's friendly name, changeable by PATCH.
+    pub(crate) friendly_name: String,
+    /// The quantity bought, changeable by PATCH.
+    pub(crate) quantity: u64,
+}
+
+/// One order and its current version.
 pub(crate) struct Order {
     /// The customer (tenant) id the order belongs to.
     pub(crate) customer: String,
@@ -19,24 +33,26 @@ pub(crate) struct Order {
     pub(crate) version: u32,
     /// `status`, changeable by PATCH.
     pub(crate) status: String,
-    /// The line item's quantity, changeable by PATCH.
-    pub(crate) quantity: u64,
-    /// The line item's friendly name, changeable by PATCH.
-    pub(crate) friendly_name: String,
-    /// Position in the sample data; picks the offer and other derived fields.
+    /// `billingCycle`, set when the order is made.
+    pub(crate) billing_cycle: String,
+    /// The line items, in `lineItemNumber` order.
+    pub(crate) line_items: Vec<LineItem>,
+    /// Position among all orders; picks derived fields (dates, alternate id).
     pub(crate) index: usize,
 }
 
 /// A failed answer: the status and Partner Center's JSON error body.
 pub(crate) type Failure = (StatusCode, Value);
 
-const CUSTOMERS: [&str; 3] = [
+/// The sample customers' tenant ids.
+pub(crate) const CUSTOMERS: [&str; 3] = [
     "4a2f6c1e-8b3d-4e5f-9a7b-1c2d3e4f5a60",
     "7b1e2d3c-4f5a-4b6c-8d7e-9f0a1b2c3d71",
     "c3d4e5f6-a7b8-4c9d-8e0f-1a2b3c4d5e82",
 ];
 
-const OFFERS: [(&str, &str); 4] = [
+/// The sample offers: (offer id, offer name).
+pub(crate) const OFFERS: [(&str, &str); 4] = [
     (
         "CFQ7TTC0LH18:0001:CFQ7TTC0K59S",
         "Microsoft 365 Business Basic",
@@ -49,23 +65,44 @@ const OFFERS: [(&str, &str); 4] = [
     ("DZH318Z0BQ3Q:0007", "Azure plan"),
 ];
 
-/// Deterministic sample data: three customers with four orders each.
+/// The id of the `index`th order ever made (sample orders first).
+pub(crate) fn order_id(index: usize) -> String {
+    format!(
+        "{:08x}-0000-4000-8000-{:012x}",
+        0x0d0e_0000 + index,
+        0xa11ce + index
+    )
+}
+
+/// The id of the `index`th subscription ever made (the sample orders' ones first).
+pub(crate) fn subscription_id(index: usize) -> String {
+    format!("{:08x}-1111-4222-8333-{:012x}", 0x5ab0 + index, index)
+}
+
+/// Deterministic sample data: three customers with four orders each, one line item per order,
+/// each into its own subscription (numbered like the order).
 pub(crate) fn sample_orders() -> Vec<Order> {
     let mut orders = Vec::new();
     for (c, customer) in CUSTOMERS.iter().enumerate() {
-        for (n, (_, name)) in OFFERS.iter().enumerate() {
+        for (n, (offer, name)) in OFFERS.iter().enumerate() {
             let index = c * 4 + n;
             orders.push(Order {
                 customer: (*customer).to_owned(),
-                id: format!(
-                    "{:08x}-0000-4000-8000-{:012x}",
-                    0x0d0e_0000 + index,
-                    0xa11ce + index
-                ),
+                id: order_id(index),
                 version: 1,
                 status: "completed".to_owned(),
-                quantity: 5 + index as u64,
-                friendly_name: (*name).to_owned(),
+                billing_cycle: if index.is_multiple_of(3) {
+                    "annual"
+                } else {
+                    "monthly"
+                }
+                .to_owned(),
+                line_items: vec![LineItem {
+                    offer_id: (*offer).to_owned(),
+                    subscription_id: subscription_id(index),
+                    friendly_name: (*name).to_owned(),
+                    quantity: 5 + index as u64,
+                }],
                 index,
             });
         }
@@ -85,46 +122,53 @@ pub(crate) fn catalog() -> Vec<(String, Vec<String>)> {
     out
 }
 
-/// The order's ETag: base64 of `{"id":…,"version":N}`, as Partner Center makes them.
-pub(crate) fn etag(order: &Order) -> String {
-    let text = format!(r#"{{"id":"{}","version":{}}}"#, order.id, order.version);
+/// A version token as Partner Center makes them: base64 of `{"id":…,"version":N}`.
+pub(crate) fn version_etag(id: &str, version: u32) -> String {
+    let text = format!(r#"{{"id":"{id}","version":{version}}}"#);
     base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// The order's ETag.
+pub(crate) fn etag(order: &Order) -> String {
+    version_etag(&order.id, order.version)
 }
 
 /// The order as a Partner Center Order resource; `base` is the simulator's base URL.
 pub(crate) fn order_json(order: &Order, base: &str) -> Value {
-    let (offer, _) = OFFERS[order.index % OFFERS.len()];
     let path = format!("/v1/customers/{}/orders/{}", order.customer, order.id);
-    let subscription = format!(
-        "{:08x}-1111-4222-8333-{:012x}",
-        0x5ab0 + order.index,
-        order.index
-    );
+    let items: Vec<Value> = order
+        .line_items
+        .iter()
+        .enumerate()
+        .map(|(number, item)| {
+            json!({
+                "lineItemNumber": number,
+                "offerId": item.offer_id,
+                "subscriptionId": item.subscription_id,
+                "friendlyName": item.friendly_name,
+                "quantity": item.quantity,
+                "termDuration": "P1M",
+                "links": {
+                    "subscription": {
+                        "uri": format!("/customers/{}/subscriptions/{}", order.customer, item.subscription_id),
+                        "method": "GET",
+                        "headers": []
+                    }
+                }
+            })
+        })
+        .collect();
     json!({
         "id": order.id,
         "alternateId": format!("{:012x}", 0xa17e + order.index),
         "referenceCustomerId": order.customer,
-        "billingCycle": if order.index.is_multiple_of(3) { "annual" } else { "monthly" },
+        "billingCycle": order.billing_cycle,
         "transactionType": "UserPurchase",
         "currencyCode": "USD",
         "currencySymbol": "$",
-        "creationDate": format!("2026-0{}-1{}T10:42:36.54Z", 1 + order.index % 9, order.index % 10),
+        "creationDate": creation_date(order.index),
         "status": order.status,
-        "lineItems": [{
-            "lineItemNumber": 0,
-            "offerId": offer,
-            "subscriptionId": subscription,
-            "friendlyName": order.friendly_name,
-            "quantity": order.quantity,
-            "termDuration": "P1M",
-            "links": {
-                "subscription": {
-                    "uri": format!("/customers/{}/subscriptions/{subscription}", order.customer),
-                    "method": "GET",
-                    "headers": []
-                }
-            }
-        }],
+        "lineItems": items,
         "links": {
             "self": {"uri": format!("{base}{path}"), "method": "GET", "headers": []},
             "provisioningStatus": {"uri": format!("{path}/provisioningstatus"), "method": "GET", "headers": []},
@@ -134,12 +178,17 @@ pub(crate) fn order_json(order: &Order, base: &str) -> Value {
     })
 }
 
-/// A collection of orders in Partner Center's shape, for customer `c`.
-pub(crate) fn collection_json(c: &str, items: Vec<Value>) -> Value {
+/// The order's (and its subscriptions') `creationDate`, derived from its position.
+pub(crate) fn creation_date(index: usize) -> String {
+    format!("2026-0{}-1{}T10:42:36.54Z", 1 + index % 9, index % 10)
+}
+
+/// A collection in Partner Center's shape: `what` (e.g. `orders`) of customer `c`.
+pub(crate) fn collection_json(c: &str, what: &str, items: Vec<Value>) -> Value {
     json!({
         "totalCount": items.len(),
         "items": items,
-        "links": {"self": {"uri": format!("/customers/{c}/orders"), "method": "GET", "headers": []}},
+        "links": {"self": {"uri": format!("/customers/{c}/{what}"), "method": "GET", "headers": []}},
         "attributes": {"objectType": "Collection"}
     })
 }
@@ -150,6 +199,11 @@ pub(crate) fn error_json(status: StatusCode, code: u32, description: &str) -> Fa
         status,
         json!({"code": code, "description": description, "data": [], "source": "PartnerFD"}),
     )
+}
+
+/// A 400 for a request body that parses but does not say what is needed.
+pub(crate) fn bad_request(description: &str) -> Failure {
+    error_json(StatusCode::BAD_REQUEST, 400, description)
 }
 
 /// The 429 body Partner Center sends when the budget is spent.

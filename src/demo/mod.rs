@@ -8,4 +8,8 @@ pub mod console;
 
 pub mod simulator;
 
+pub mod store;
+
+pub mod accounts;
+
 pub mod catalog;

@@ -1,13 +1,20 @@
-//! A Partner Center stand-in for the order API, in process: for the demo, tests, benchmarks.
+//! A Partner Center stand-in, in process: for the demo, tests, benchmarks.
 //!
-//! It behaves like the real service where the gateway can tell: Order resources with a
-//! versioned `attributes.etag` (base64 of `{"id":…,"version":N}`), a 404 in Partner Center's
-//! error shape, 401 without a bearer token, `MS-RequestId`/`MS-CorrelationId` echoed, and a
-//! per-credential request budget per minute answered with 429 + `Retry-After` — the throttling
-//! the gateway exists to absorb. Latency and a failure rate can be dialled in.
+//! It behaves like the real service where the gateway can tell: Order, Subscription and
+//! Customer resources with a versioned `attributes.etag` (base64 of `{"id":…,"version":N}`),
+//! writes that bump it (an order also changes the customer's subscriptions), a 404 in Partner
+//! Center's error shape, 401 without a bearer token, `MS-RequestId`/`MS-CorrelationId` echoed,
+//! and a per-credential request budget per minute answered with 429 + `Retry-After` — the
+//! throttling the gateway exists to absorb. Latency and a failure rate can be dialled in.
 //!
-//! This file is the server and its request handling; the sample orders and the JSON shapes of
-//! the answers are in [`catalog`](crate::demo::catalog).
+//! Paths, all under `/v1/customers/{c}`: `GET`/`PATCH` the customer itself; `GET`/`PUT`
+//! `profiles/billing`; `GET`/`POST` `orders`; `GET`/`PATCH` `orders/{o}`; `GET`
+//! `subscriptions`; `GET`/`PATCH` `subscriptions/{s}`.
+//!
+//! This file is the server: gates (auth, budget, failures), counters and routing. What a
+//! request does to the data is in [`store`](crate::demo::store); the sample data and JSON
+//! shapes are in [`catalog`] (orders) and
+//! [`accounts`](crate::demo::accounts) (customers, subscriptions).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -29,10 +36,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::Body;
-use crate::demo::catalog::{
-    self, collection_json, error_json, etag, find, find_mut, order_json, sample_orders,
-    throttled_json, Failure, Order,
-};
+use crate::demo::accounts::{sample_accounts, sample_paths};
+pub use crate::demo::accounts::{SampleAccount, SampleSubscription};
+use crate::demo::catalog::{self, error_json, throttled_json, Failure};
+use crate::demo::store::Store;
 use crate::front::correlation::{Correlation, CORRELATION_ID, REQUEST_ID};
 
 /// Dials of the simulator.
@@ -64,6 +71,10 @@ pub struct Counters {
     pub requests: AtomicU64,
     /// `GET` of one order.
     pub order_gets: AtomicU64,
+    /// `GET` of one subscription.
+    pub subscription_gets: AtomicU64,
+    /// `GET` of one customer.
+    pub customer_gets: AtomicU64,
     /// Answered 429 for the budget.
     pub throttled: AtomicU64,
     /// Answered 503 by the failure rate.
@@ -85,6 +96,16 @@ impl Counters {
         Self::get(&self.order_gets)
     }
 
+    /// Subscription-by-ID GETs received so far.
+    pub fn subscription_gets(&self) -> u64 {
+        Self::get(&self.subscription_gets)
+    }
+
+    /// Customer-by-ID GETs received so far.
+    pub fn customer_gets(&self) -> u64 {
+        Self::get(&self.customer_gets)
+    }
+
     /// 429s sent so far.
     pub fn throttled(&self) -> u64 {
         Self::get(&self.throttled)
@@ -92,7 +113,7 @@ impl Counters {
 }
 
 struct State {
-    orders: Vec<Order>,
+    store: Store,
     windows: HashMap<Vec<u8>, (Instant, u32)>,
 }
 
@@ -113,10 +134,9 @@ impl Simulator {
             knobs,
             counters: counters.clone(),
             state: Mutex::new(State {
-                orders: sample_orders(),
+                store: Store::sample(format!("http://{addr}")),
                 windows: HashMap::new(),
             }),
-            base: format!("http://{addr}"),
             noise: AtomicU64::new(0x9e37_79b9_7f4a_7c15),
         });
         let (stop, mut stopped) = watch::channel(false);
@@ -169,6 +189,17 @@ impl Simulator {
     pub fn catalog() -> Vec<(String, Vec<String>)> {
         catalog::catalog()
     }
+
+    /// The sample data per customer: its orders and subscriptions (with their offers), so a
+    /// test can order more of an offer a customer already has.
+    pub fn accounts() -> Vec<SampleAccount> {
+        sample_accounts()
+    }
+
+    /// Every GET-by-ID path of the sample data (customers, orders, subscriptions), to print.
+    pub fn paths() -> Vec<String> {
+        sample_paths()
+    }
 }
 
 impl Drop for Simulator {
@@ -181,7 +212,6 @@ struct Shared {
     knobs: Knobs,
     counters: Arc<Counters>,
     state: Mutex<State>,
-    base: String,
     noise: AtomicU64,
 }
 
@@ -243,74 +273,51 @@ impl Shared {
         }
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
+        let if_match = request
+            .headers()
+            .get(IF_MATCH)
+            .map(|v| v.to_str().unwrap_or("").to_owned());
+        let if_match = if_match.as_deref();
+        let body = if matches!(method, Method::GET | Method::HEAD) {
+            Bytes::new()
+        } else {
+            request
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_else(|_| Bytes::new())
+        };
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        match (method.clone(), segments.as_slice()) {
-            (Method::GET, ["v1", "customers", c, "orders", o]) => {
-                self.counters.order_gets.fetch_add(1, Ordering::SeqCst);
-                let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-                let order = find(&state.orders, c, o)?;
-                Ok((StatusCode::OK, order_json(order, &self.base)))
+        let ["v1", "customers", c, rest @ ..] = segments.as_slice() else {
+            return Err(not_found());
+        };
+        let counted = match (&method, rest) {
+            (&Method::GET, []) => Some(&self.counters.customer_gets),
+            (&Method::GET, ["orders", _]) => Some(&self.counters.order_gets),
+            (&Method::GET, ["subscriptions", _]) => Some(&self.counters.subscription_gets),
+            _ => None,
+        };
+        if let Some(counter) = counted {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let store = &mut state.store;
+        match (method, rest) {
+            (Method::GET, []) => store.customer(c),
+            (Method::PATCH, []) => store.patch_customer(c, if_match, &json(&body)?),
+            (Method::GET, ["profiles", "billing"]) => store.billing(c),
+            (Method::PUT, ["profiles", "billing"]) => store.put_billing(c, if_match, &json(&body)?),
+            (Method::GET, ["orders"]) => store.orders(c),
+            (Method::POST, ["orders"]) => store.create_order(c, &json(&body)?),
+            (Method::GET, ["orders", o]) => store.order(c, o),
+            (Method::PATCH, ["orders", o]) => store.patch_order(c, o, if_match, &json(&body)?),
+            (Method::GET, ["subscriptions"]) => store.subscriptions(c),
+            (Method::GET, ["subscriptions", s]) => store.subscription(c, s),
+            (Method::PATCH, ["subscriptions", s]) => {
+                store.patch_subscription(c, s, if_match, &json(&body)?)
             }
-            (Method::GET, ["v1", "customers", c, "orders"]) => {
-                let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-                let items: Vec<Value> = state
-                    .orders
-                    .iter()
-                    .filter(|o| o.customer.eq_ignore_ascii_case(c))
-                    .map(|o| order_json(o, &self.base))
-                    .collect();
-                if items.is_empty() {
-                    return Err(error_json(
-                        StatusCode::NOT_FOUND,
-                        600_001,
-                        "Customer not found",
-                    ));
-                }
-                Ok((StatusCode::OK, collection_json(c, items)))
-            }
-            (Method::PATCH, ["v1", "customers", c, "orders", o]) => {
-                let if_match = request.headers().get(IF_MATCH).cloned();
-                let bytes = request
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_else(|_| Bytes::new());
-                let patch: Value = serde_json::from_slice(&bytes).map_err(|_| {
-                    error_json(
-                        StatusCode::BAD_REQUEST,
-                        400,
-                        "The request body is not valid JSON",
-                    )
-                })?;
-                let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-                let order = find_mut(&mut state.orders, c, o)?;
-                if let Some(expected) = if_match {
-                    let current = etag(order);
-                    let given = expected.to_str().unwrap_or("").trim_matches('"');
-                    if given != current && given != "*" {
-                        return Err(error_json(
-                            StatusCode::PRECONDITION_FAILED,
-                            412,
-                            "The order has changed",
-                        ));
-                    }
-                }
-                if let Some(status) = patch.get("status").and_then(Value::as_str) {
-                    order.status = status.to_owned();
-                }
-                if let Some(item) = patch.pointer("/lineItems/0") {
-                    if let Some(q) = item.get("quantity").and_then(Value::as_u64) {
-                        order.quantity = q;
-                    }
-                    if let Some(name) = item.get("friendlyName").and_then(Value::as_str) {
-                        order.friendly_name = name.to_owned();
-                    }
-                }
-                order.version += 1;
-                Ok((StatusCode::OK, order_json(order, &self.base)))
-            }
-            _ => Err(error_json(StatusCode::NOT_FOUND, 404, "Resource not found")),
+            _ => Err(not_found()),
         }
     }
 
@@ -343,4 +350,20 @@ impl Shared {
         self.noise.store(x, Ordering::Relaxed);
         (x >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// The request body as JSON, or Partner Center's 400.
+fn json(body: &Bytes) -> Result<Value, Failure> {
+    serde_json::from_slice(body).map_err(|_| {
+        error_json(
+            StatusCode::BAD_REQUEST,
+            400,
+            "The request body is not valid JSON",
+        )
+    })
+}
+
+/// Partner Center's 404 for a path it does not serve.
+fn not_found() -> Failure {
+    error_json(StatusCode::NOT_FOUND, 404, "Resource not found")
 }

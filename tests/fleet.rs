@@ -468,6 +468,46 @@ async fn a_stale_shared_entry_is_served_stale_while_one_refresh_runs() {
     }
 }
 
+/// SPEC §13 across the fleet: an order placed through one replica drops the customer's cached
+/// subscriptions on every replica (memory and the shared tier) before it is answered.
+#[tokio::test]
+async fn an_order_placed_on_one_replica_drops_subscriptions_on_all() {
+    let resources = [("cache.resources", "orders,subscriptions")];
+    let Some((_redis, up, replicas)) =
+        three_replicas("an_order_drops_subscriptions", &resources).await
+    else {
+        return;
+    };
+    let auth = [("authorization", TOKEN)];
+    let subscription = new_order();
+    let path = format!("/v1/customers/{CUSTOMER}/subscriptions/{subscription}");
+    for gw in &replicas {
+        get(&gw.url(&path), &auth).await;
+    }
+    for gw in &replicas {
+        assert_eq!(
+            get(&gw.url(&path), &auth).await.header("x-cache"),
+            Some("HIT")
+        );
+    }
+    assert_eq!(up.hits(), 1, "one fill for the fleet");
+    let orders = format!("/v1/customers/{CUSTOMER}/orders");
+    let placed = send(http::Method::POST, &replicas[0].url(&orders), &auth, "{}").await;
+    assert!(placed.status.is_success());
+    // Answered only once every replica dropped them from memory; the shared tier too.
+    for gw in &replicas {
+        assert_eq!(gw.stats().await["resources"]["subscriptions"], 0);
+    }
+    assert_eq!(
+        get(&replicas[1].url(&path), &auth).await.header("x-cache"),
+        Some("MISS")
+    );
+    assert_eq!(up.hits(), 3, "the fill, the order, one refill");
+    for gw in replicas {
+        gw.stop().await;
+    }
+}
+
 /// Three replicas sharing one Redis, with `extra` settings; `None` without redis-server.
 async fn three_replicas(
     test: &str,

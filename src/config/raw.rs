@@ -121,13 +121,30 @@ where
         .map_err(|e: serde::de::value::Error| serde::de::Error::custom(e))
 }
 
-/// A list of unit enums by name, each read as [`by_name`] reads one.
+/// A list of unit enums by name, each read as [`by_name`] reads one: a TOML array, or one
+/// comma-separated string (the environment form, `PARTNER_GATEWAY__CACHE__RESOURCES=orders,
+/// subscriptions`; the `config` crate's own list parsing would also turn other strings into
+/// numbers).
 fn names<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    Vec::<String>::deserialize(deserializer)?
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        List(Vec<String>),
+        Text(String),
+    }
+    let names: Vec<String> = match Written::deserialize(deserializer)? {
+        Written::List(names) => names,
+        Written::Text(text) => text
+            .split(',')
+            .filter(|name| !name.trim().is_empty())
+            .map(str::to_owned)
+            .collect(),
+    };
+    names
         .iter()
         .map(|name| {
             T::deserialize(name.trim().into_deserializer())
@@ -194,9 +211,6 @@ impl RawConfig {
             Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("__")
                 .separator("__")
-                // The one list key: `PARTNER_GATEWAY__CACHE__RESOURCES=orders,subscriptions`.
-                .list_separator(",")
-                .with_list_parse_key("cache.resources")
                 .source(Some(env)),
         );
         let merged = builder

@@ -100,10 +100,13 @@ impl OrderUpstream {
                                 tokio::time::sleep(delay).await;
                             }
                             let parts: Vec<&str> = req.uri().path().split('/').collect();
+                            // Orders, and subscriptions and customers in the same shape
+                            // (an `id` and a versioned `attributes.etag`).
                             let (customer, order) = match parts.as_slice() {
-                                ["", "v1", "customers", c, "orders", o] => {
+                                ["", "v1", "customers", c, "orders" | "subscriptions", o] => {
                                     (c.to_string(), o.to_string())
                                 }
+                                ["", "v1", "customers", c] => (c.to_string(), c.to_string()),
                                 _ => (String::new(), String::new()),
                             };
                             let mut builder = hyper::Response::builder();

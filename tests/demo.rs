@@ -175,6 +175,14 @@ async fn demo_walkthrough_shows_miss_hit_304_invalidation_and_one_upstream_reque
     .expect("demo runs");
     assert_eq!(report.states, vec!["MISS", "HIT", "304", "MISS"]);
     assert_eq!(report.conditional_status, 304);
+    let subscription = &report.subscription;
+    assert_eq!(subscription.states, vec!["MISS", "HIT", "MISS"]);
+    assert_eq!(subscription.order_status, 201);
+    assert_ne!(subscription.etag_before, subscription.etag_after);
+    assert_eq!(
+        subscription.upstream_gets, 2,
+        "a miss, then the refill after the order"
+    );
     assert_ne!(report.first_etag, report.etag_after_patch);
     assert_eq!(report.burst_ok, report.burst_size);
     assert_eq!(report.burst_upstream_requests, 1);

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&str] = &[
     "cli",
     "demo::walkthrough",
+    "demo::subscriptions",
     "demo::console",
     "demo::simulator",
     "demo::store",

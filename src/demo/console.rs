@@ -93,14 +93,14 @@ pub(crate) async fn send(
     method: Method,
     url: &str,
     headers: &[(&str, &str)],
-    body: &'static str,
+    body: impl Into<Bytes>,
 ) -> Result<Reply, RequestFailed> {
     let mut builder = Request::builder().method(method).uri(url);
     for (k, v) in headers {
         builder = builder.header(*k, *v);
     }
     let request = builder
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .body(Full::new(body.into()))
         .map_err(|e| RequestFailed(e.to_string()))?;
     let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))
         .await

@@ -4,6 +4,8 @@
 
 pub mod walkthrough;
 
+pub mod subscriptions;
+
 pub mod console;
 
 pub mod simulator;

@@ -16,6 +16,8 @@ use crate::config::{Config, Sources};
 pub use crate::demo::console::Captured;
 use crate::demo::console::{send, DemoClient, Printer, RequestFailed};
 use crate::demo::simulator::{Knobs, Simulator};
+use crate::demo::subscriptions::subscription_step;
+pub use crate::demo::subscriptions::SubscriptionReport;
 
 /// How to run the demo.
 #[derive(Debug, Clone)]
@@ -38,6 +40,8 @@ pub struct DemoReport {
     pub first_etag: String,
     pub etag_after_patch: String,
     pub conditional_status: u16,
+    /// The subscription step.
+    pub subscription: SubscriptionReport,
     pub burst_size: usize,
     pub burst_ok: usize,
     /// Order GETs the simulator received for the burst.
@@ -95,6 +99,10 @@ async fn bind_gateway(
             ("PARTNER_GATEWAY__ADMIN__LISTEN", admin),
             ("PARTNER_GATEWAY__UPSTREAM__BASE_URL", upstream),
             ("PARTNER_GATEWAY__SERVER__SHUTDOWN_GRACE", "5s"),
+            (
+                "PARTNER_GATEWAY__CACHE__RESOURCES",
+                "orders,subscriptions,customers",
+            ),
         ];
         Ok(Config::load(&Sources {
             env: env
@@ -264,6 +272,13 @@ async fn walk_through(
 
     p.step(
         5,
+        "Subscriptions are cached too, and placing an order invalidates them",
+    );
+    let base = format!("http://{front}");
+    report.subscription = subscription_step(p, &client, &base, TOKEN, simulator).await?;
+
+    p.step(
+        6,
         "A burst of 50 concurrent GETs for an order nobody asked for yet",
     );
     let cold = format!(
@@ -300,7 +315,7 @@ async fn walk_through(
         &report.burst_upstream_requests.to_string(),
     );
 
-    p.step(6, "Throttling: the simulator allows 30 requests/minute per token, like Partner Center's budget");
+    p.step(7, "Throttling: the simulator allows 30 requests/minute per token, like Partner Center's budget");
     let throttled_token = "Bearer busy-partner";
     let hot = format!(
         "http://{front}/v1/customers/{customer}/orders/{}",

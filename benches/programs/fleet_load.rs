@@ -129,13 +129,19 @@ fn percentiles(name: &str, samples: &mut [u64]) -> String {
     )
 }
 
-/// Each key of `first..first+keys` once, `concurrency` at a time, through the targets in turn.
+/// Each key of `first..first+keys` once, `concurrency` at a time, through the targets in turn;
+/// with `--twice 1`, each key a second time right after the first (figures `again_*`), so that
+/// both kinds of request see the same moments of a noisy machine.
 async fn sweep(targets: &[String]) -> String {
-    let (keys, first) = (num("--keys", 20_000), num("--first", 0));
+    let (keys, first, twice) = (
+        num("--keys", 20_000),
+        num("--first", 0),
+        num("--twice", 0) == 1,
+    );
     let concurrency = num("--concurrency", 1).max(1);
     let http = client(concurrency as usize);
     let next = Arc::new(AtomicU64::new(0));
-    let seen = Arc::new(Mutex::new((Vec::new(), [0u64; 4])));
+    let seen = Arc::new(Mutex::new((Vec::new(), [0u64; 4], Vec::new(), 0u64)));
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
@@ -148,8 +154,17 @@ async fn sweep(targets: &[String]) -> String {
                         return;
                     }
                     let target = &targets[n as usize % targets.len()];
-                    let reply = get(&http, &format!("{target}{}", key_path(first + n))).await;
+                    let url = format!("{target}{}", key_path(first + n));
+                    let reply = get(&http, &url).await;
+                    let again = match twice {
+                        true => Some(get(&http, &url).await),
+                        false => None,
+                    };
                     let mut seen = seen.lock().expect("lock");
+                    if let Some(again) = again {
+                        seen.2.push(again.took.as_micros() as u64);
+                        seen.3 += u64::from(again.status == 200 && again.cache == "HIT");
+                    }
                     seen.0.push(reply.took.as_micros() as u64);
                     let slot = match (reply.status, reply.cache.as_str()) {
                         (200, "HIT") => 0,
@@ -168,10 +183,12 @@ async fn sweep(targets: &[String]) -> String {
     let seconds = started.elapsed().as_secs_f64();
     let mut seen = seen.lock().expect("lock");
     let [hit, miss, other, failed] = seen.1;
+    let again_hit = seen.3;
     format!(
-        "requests={keys} hit={hit} miss={miss} other_ok={other} failed={failed} seconds={seconds:.2} rps={:.0} {}",
+        "requests={keys} hit={hit} miss={miss} other_ok={other} failed={failed} seconds={seconds:.2} rps={:.0} {} again_hit={again_hit} {}",
         keys as f64 / seconds,
-        percentiles("lat", &mut seen.0)
+        percentiles("lat", &mut seen.0),
+        percentiles("again", &mut seen.2)
     )
 }
 

@@ -683,7 +683,8 @@ for part in a b c d e f; do
   [[ " $PARTS " == *" $part "* ]] && "part_$part"
 done
 ELAPSED=$((SECONDS - START_SECONDS))
-UNMET=$(cat "$TMP/unmet" 2>/dev/null | wc -l)
+UNMET=0
+[[ -f $TMP/unmet ]] && UNMET=$(wc -l <"$TMP/unmet")
 {
   echo "---"
   echo "Targets not met: **$UNMET**. Measuring took $((ELAPSED / 60)) min $((ELAPSED % 60)) s; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."

@@ -180,10 +180,8 @@ fn simulate(listen: std::net::SocketAddr, knobs: crate::demo::simulator::Knobs) 
             Ok(sim) => {
                 tracing::info!(listen = %sim.addr, ?knobs, "simulator listening");
                 println!("simulator listening on {}", sim.base_url());
-                for (customer, orders) in crate::demo::simulator::Simulator::catalog() {
-                    for order in orders {
-                        println!("  /v1/customers/{customer}/orders/{order}");
-                    }
+                for path in crate::demo::simulator::Simulator::paths() {
+                    println!("  {path}");
                 }
                 shutdown_signal().await;
                 sim.stop();

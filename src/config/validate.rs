@@ -286,6 +286,16 @@ mod tests {
                 "upstream.rate_limit_scope",
             ),
             (
+                "PARTNER_GATEWAY__CACHE__RESOURCES",
+                "orders,invoices",
+                "cache.resources",
+            ),
+            (
+                "PARTNER_GATEWAY__CACHE__RESOURCES",
+                " , ",
+                "cache.resources",
+            ),
+            (
                 "PARTNER_GATEWAY__SERVER__MAX_HEADER_BYTES",
                 "8191",
                 "server.max_header_bytes",
@@ -332,6 +342,18 @@ mod tests {
                 "{key}={value}: {err:?} should name {named}"
             );
         }
+    }
+
+    #[test]
+    fn resources_by_list_or_comma_separated_text() {
+        use crate::resource::Resource;
+        let c = load_env(&[("PARTNER_GATEWAY__CACHE__RESOURCES", "orders, subscriptions")]);
+        let listed: Vec<Resource> = c.expect("valid").cache.resources.iter().collect();
+        assert_eq!(listed, [Resource::Orders, Resource::Subscriptions]);
+        let default = load_env(&[]).expect("defaults").cache.resources;
+        assert_eq!(default.iter().collect::<Vec<_>>(), [Resource::Orders]);
+        let printed = load_env(&[]).expect("defaults").to_toml().expect("toml");
+        assert!(printed.contains(r#"resources = ["orders"]"#), "{printed}");
     }
 
     #[test]

@@ -508,6 +508,95 @@ async fn an_order_placed_on_one_replica_drops_subscriptions_on_all() {
     }
 }
 
+/// SPEC §12.2: a fill that takes longer than a lease is taken for keeps its lease (renewed),
+/// so the other replicas still wait for it instead of asking the upstream themselves.
+#[tokio::test]
+async fn a_slow_fill_keeps_its_lease_for_the_fleet() {
+    let Some((_redis, up, a, b)) = two_replicas("a_slow_fill_keeps_its_lease").await else {
+        return;
+    };
+    // Longer than the 3 s a lease is taken for at a time.
+    up.set_delay(Duration::from_millis(4500));
+    let order = new_order();
+    let urls = vec![a.order_url(&order), b.order_url(&order)];
+    let replies = concurrent_gets(urls, &[("authorization", TOKEN)]).await;
+    assert!(replies.iter().all(|r| r.status == StatusCode::OK));
+    assert_eq!(up.hits(), 1, "one upstream request for both replicas");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// SPEC §12.2: a replica that dies while it holds a key's lease blocks the others only for the
+/// few seconds a lease is taken at a time (it is renewed while the fill runs), not for the
+/// whole `upstream.request_timeout` (30 s here).
+#[tokio::test]
+async fn a_replica_that_dies_mid_fill_holds_the_key_only_seconds() {
+    let Some(redis) = RedisServer::start("a_replica_that_dies_mid_fill") else {
+        return;
+    };
+    let up = OrderUpstream::start().await;
+    // A runs on a runtime of its own, so that it can die with its fill in flight.
+    let doomed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (url, base) = (redis.url(), up.base_url.clone());
+    let a = doomed
+        .spawn(async move {
+            let fleet = [
+                ("fleet.redis_url", url.as_str()),
+                ("fleet.partition_secret", SECRET),
+            ];
+            TestGateway::with(&base, &fleet).await
+        })
+        .await
+        .expect("A");
+    let b = replica(&up, &redis, &[]).await;
+    for gw in [&a, &b] {
+        eventually(Duration::from_secs(5), || async {
+            fleet_view(gw).await == (true, 2)
+        })
+        .await;
+    }
+    let order = new_order();
+    up.set_delay(Duration::from_secs(20));
+    // A takes the lease and asks the upstream, which holds the answer for 20 s.
+    let through_a = a.order_url(&order);
+    tokio::spawn(async move {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let request = http::Request::get(through_a)
+            .header("authorization", TOKEN)
+            .body(http_body_util::Full::default())
+            .expect("request");
+        // A dies before it answers: the error is the point.
+        let _ = client.request(request).await;
+    });
+    up.wait_hits(1).await;
+    // B waits for A's fill.
+    let through_b = b.order_url(&order);
+    let waiting = tokio::spawn(async move { get(&through_b, &[("authorization", TOKEN)]).await });
+    let waits = "partner_gateway_fleet_lease_waits_total";
+    eventually(Duration::from_secs(5), || async {
+        metric(&b, waits).await == Some(1.0)
+    })
+    .await;
+    doomed.shutdown_background();
+    up.set_delay(Duration::ZERO);
+    let died = Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(15), waiting)
+        .await
+        .expect("B answered within seconds of A's death, not after the 31 s lease")
+        .expect("B's request");
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.header("x-cache"), Some("MISS"));
+    assert!(died.elapsed() < Duration::from_secs(15));
+    assert_eq!(up.hits(), 2, "A's lost fill and B's own");
+    b.stop().await;
+}
+
 /// Three replicas sharing one Redis, with `extra` settings; `None` without redis-server.
 async fn three_replicas(
     test: &str,

@@ -30,6 +30,7 @@ const LAYERS: &[&str] = &[
     "cache::ask",
     "cache::tier",
     "fleet::shared",
+    "fleet::stored",
     "fleet::bus",
     "fleet::budget",
     "cache::store",

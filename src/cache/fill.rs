@@ -19,7 +19,7 @@ use crate::cache::ask::{fetch, FillContext, Outcome};
 use crate::cache::key::CacheKey;
 use crate::cache::policy::Freshness;
 use crate::cache::store::Entry;
-use crate::cache::tier::Tiers;
+use crate::cache::tier::{Tiers, LEASE_HOLD};
 use crate::config::CacheConfig;
 use crate::error::GatewayError;
 use crate::fleet::shared::Lease;
@@ -226,7 +226,8 @@ async fn run(
     let lease_scope = fill_scope.map_or_else(|| "-".to_owned(), |f| f.to_hex());
     let mut lease = None;
     if ctx.tiers.is_shared() {
-        match ctx.tiers.take_lease(key, &lease_scope, ctx.lease_ttl).await {
+        let hold = LEASE_HOLD.min(ctx.lease_ttl);
+        match ctx.tiers.take_lease(key, &lease_scope, hold).await {
             Lease::Held(token) => lease = Some(token),
             Lease::Busy => {
                 ctx.metrics.lease_wait();
@@ -247,8 +248,13 @@ async fn run(
             Lease::Unavailable => {}
         }
     }
+    let keeper = lease.as_ref().and_then(|token| {
+        ctx.tiers
+            .keep_lease(key, &lease_scope, token, ctx.lease_ttl)
+    });
     let outcome = fetch(ctx, key, epoch, prior, scope, request).await;
     if let Some(token) = lease {
+        drop(keeper);
         ctx.tiers.release_lease(key, &lease_scope, &token).await;
     }
     Step::Done(outcome)

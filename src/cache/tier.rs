@@ -24,6 +24,19 @@ use crate::resource::{Purge, Resource};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Epoch(u64);
 
+/// How long a fleet lease is taken or renewed for at a time (SPEC §12.2): short, so that the
+/// key's other waiters do not wait for a replica that died or lost Redis while filling.
+pub const LEASE_HOLD: Duration = Duration::from_secs(3);
+
+/// Renews a lease while it lives; stops renewing when dropped.
+pub struct LeaseKeeper(tokio::task::JoinHandle<()>);
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What the cache holds now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
@@ -82,6 +95,24 @@ impl Tiers {
             Some(shared) => shared.take_lease(key, scope, ttl).await,
             None => Lease::Unavailable,
         }
+    }
+
+    /// Keeps this replica's lease on `key` alive while its fill runs (renewed every second,
+    /// never past `bound`); the renewal stops when the returned guard is dropped. A replica that
+    /// dies or loses Redis mid-fill so holds the key at most [`LEASE_HOLD`] longer.
+    pub fn keep_lease(
+        &self,
+        key: &CacheKey,
+        scope: &str,
+        token: &str,
+        bound: Duration,
+    ) -> Option<LeaseKeeper> {
+        let hold = LEASE_HOLD.min(bound);
+        let renewal = self
+            .shared
+            .as_ref()?
+            .keep_lease(key, scope, token, hold, bound);
+        Some(LeaseKeeper(tokio::spawn(renewal)))
     }
 
     /// Waits until the replica holding the lease on `key` stored an entry that `usable`

@@ -4,13 +4,16 @@
 //! [`replica`] is this replica's membership, started with the listeners; [`link`] is its
 //! bounded, self-healing connection to Redis and says whether the
 //! replica is part of the fleet now; [`members`] keeps the count of live replicas by
-//! heartbeats; [`shared`] is the shared tier (L2) behind the cache's tiers; [`bus`] carries
+//! heartbeats; [`shared`] is the shared tier (L2) behind the cache's tiers, its entries'
+//! bytes in [`stored`]; [`bus`] carries
 //! invalidations to every live replica and waits for their confirmations; [`budget`] is the
 //! fleet's upstream budget and 429 cooldown. Off (`fleet.redis_url = ""`), nothing here runs.
 
 pub mod replica;
 
 pub mod shared;
+
+pub mod stored;
 
 pub mod bus;
 

@@ -11,15 +11,13 @@
 //! Every call is bounded by `fleet.timeout` through the [`Link`]; a failure is a miss.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderValue, StatusCode};
+use std::time::{Duration, Instant};
 
 use crate::cache::key::CacheKey;
 use crate::cache::policy::Policy;
 use crate::cache::store::Entry;
 use crate::fleet::link::{Link, Query};
+use crate::fleet::stored::{decode, encode};
 use crate::ops::metrics::Metrics;
 use crate::outcome::L2Lookup;
 use crate::resource::Purge;
@@ -66,6 +64,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ";
 
+/// Extends a lease only if it is still the caller's (its token).
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+";
+
 /// Whether this replica may fill a key for the fleet (SPEC §12.2).
 #[derive(Debug)]
 pub enum Lease {
@@ -77,9 +81,6 @@ pub enum Lease {
     Unavailable,
 }
 
-/// Version tag of the stored format.
-const FORMAT: &[u8] = b"pg1";
-
 /// The fleet's shared tier.
 pub struct SharedTier {
     link: Arc<Link>,
@@ -89,6 +90,7 @@ pub struct SharedTier {
     put: redis::Script,
     purge: redis::Script,
     release: redis::Script,
+    renew: redis::Script,
 }
 
 impl SharedTier {
@@ -102,6 +104,7 @@ impl SharedTier {
             put: redis::Script::new(PUT),
             purge: redis::Script::new(PURGE),
             release: redis::Script::new(RELEASE),
+            renew: redis::Script::new(RENEW),
         }
     }
 
@@ -192,6 +195,39 @@ impl SharedTier {
             .await
             .ok()
             .map(|n| n > 0)
+    }
+
+    /// Keeps `token`'s lease on `key` alive while a fill runs: every third of `hold` it is
+    /// extended to `hold` again, until `bound` from now (the fill's own limit) or until a
+    /// renewal fails — then the lease lapses within `hold`, and the waiting replicas ask the
+    /// upstream themselves. Run beside the fill, dropped when it ends.
+    pub fn keep_lease(
+        &self,
+        key: &CacheKey,
+        scope: &str,
+        token: &str,
+        hold: Duration,
+        bound: Duration,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (link, renew) = (self.link.clone(), self.renew.clone());
+        let (lease, token) = (self.lease_key(key, scope), token.to_owned());
+        async move {
+            let until = Instant::now() + bound;
+            loop {
+                tokio::time::sleep(hold / 3).await;
+                if Instant::now() + hold > until {
+                    return;
+                }
+                let mut invocation = renew.prepare_invoke();
+                invocation
+                    .key(&lease)
+                    .arg(&token)
+                    .arg(hold.as_millis() as u64);
+                if !matches!(link.run::<i64>(Query::Script(&invocation)).await, Ok(1)) {
+                    return;
+                }
+            }
+        }
     }
 
     /// Gives the lease back (only if it is still this token's).
@@ -297,99 +333,5 @@ impl SharedTier {
 
     fn customers_key(&self) -> String {
         format!("{}:{{{}}}:customers", self.name, self.name)
-    }
-}
-
-fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// `pg1`, stored time (Unix ms), status, content type, etag — one per line — then the body.
-fn encode(entry: &Entry, age: Duration) -> Bytes {
-    let stored = unix_ms(SystemTime::now()).saturating_sub(age.as_millis() as u64);
-    let text = |v: &Option<HeaderValue>| v.as_ref().map_or(&[][..], |v| v.as_bytes()).to_vec();
-    let mut out = BytesMut::with_capacity(entry.body.len() + 128);
-    for line in [
-        FORMAT.to_vec(),
-        stored.to_string().into_bytes(),
-        entry.status.as_u16().to_string().into_bytes(),
-        text(&entry.content_type),
-        text(&entry.etag),
-    ] {
-        out.put_slice(&line);
-        out.put_u8(b'\n');
-    }
-    out.put_slice(&entry.body);
-    out.freeze()
-}
-
-/// The entry `encode` wrote, its stored time turned into this process's clock; `None` for
-/// anything else.
-fn decode(bytes: &[u8]) -> Option<Entry> {
-    let mut fields = bytes.splitn(6, |&b| b == b'\n');
-    let mut next = || fields.next();
-    if next()? != FORMAT {
-        return None;
-    }
-    let number = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u64>().ok();
-    let stored = number(next()?)?;
-    let status = StatusCode::from_u16(u16::try_from(number(next()?)?).ok()?).ok()?;
-    let header = |b: &[u8]| {
-        (!b.is_empty())
-            .then(|| HeaderValue::from_bytes(b).ok())
-            .flatten()
-    };
-    let content_type = header(next()?);
-    let etag = header(next()?);
-    let body = Bytes::copy_from_slice(next()?);
-    let age = Duration::from_millis(unix_ms(SystemTime::now()).saturating_sub(stored));
-    let now = Instant::now();
-    let stored_at = now.checked_sub(age).unwrap_or(now);
-    Some(Entry::new(status, body, content_type, etag, stored_at))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entries_round_trip_with_their_age() {
-        let entry = Entry::new(
-            StatusCode::OK,
-            Bytes::from_static(b"{\"id\":\"x\"}\n\nwith newlines"),
-            Some(HeaderValue::from_static("application/json")),
-            Some(HeaderValue::from_static("\"e1\"")),
-            Instant::now(),
-        );
-        let bytes = encode(&entry, Duration::from_secs(7));
-        let back = decode(&bytes).expect("decodes");
-        assert_eq!(back.body, entry.body);
-        assert_eq!(back.status, StatusCode::OK);
-        assert_eq!(back.content_type, entry.content_type);
-        assert_eq!(back.etag, entry.etag);
-        let age = back.age(Instant::now());
-        assert!(
-            age >= Duration::from_secs(7) && age < Duration::from_secs(9),
-            "{age:?}"
-        );
-        let negative = Entry::new(
-            StatusCode::NOT_FOUND,
-            Bytes::new(),
-            None,
-            None,
-            Instant::now(),
-        );
-        let back = decode(&encode(&negative, Duration::ZERO)).expect("decodes");
-        assert!(back.is_negative() && back.etag.is_none() && back.content_type.is_none());
-        for junk in [
-            &b""[..],
-            b"pg1",
-            b"pg2\n1\n200\n\n\n",
-            b"pg1\nx\n200\n\n\n",
-            b"pg1\n1\n99\n\n\n",
-        ] {
-            assert!(decode(junk).is_none(), "{junk:?}");
-        }
     }
 }

@@ -37,6 +37,9 @@ struct Row {
     /// Whether a write below its own path changes it too (an order's sub-resources do; a
     /// customer's many collections do not).
     changed_below: bool,
+    /// Whether Partner Center names collections in its id's place too (e.g.
+    /// `/subscriptions/usagerecords`): a segment of letters only there is one, not a bad id.
+    named_below: bool,
 }
 
 const TABLE: [Row; 3] = [
@@ -49,6 +52,7 @@ const TABLE: [Row; 3] = [
         id_param: "id-for-order",
         changed_by: &[],
         changed_below: true,
+        named_below: false,
     },
     Row {
         resource: Resource::Subscriptions,
@@ -60,6 +64,7 @@ const TABLE: [Row; 3] = [
         // Placing or changing an order creates or changes subscriptions.
         changed_by: &["orders"],
         changed_below: true,
+        named_below: true,
     },
     Row {
         resource: Resource::Customers,
@@ -70,6 +75,7 @@ const TABLE: [Row; 3] = [
         id_param: "customer-tenant-id",
         changed_by: &["profiles"],
         changed_below: false,
+        named_below: false,
     },
 ];
 
@@ -144,6 +150,12 @@ impl Resource {
     /// Whether a write below its own path changes it too.
     pub fn changed_below(self) -> bool {
         self.row().changed_below
+    }
+
+    /// Whether a segment of letters only in its id's place names a collection (forwarded)
+    /// rather than a bad id (refused).
+    pub fn named_below(self) -> bool {
+        self.row().named_below
     }
 
     /// Its collection segment under the customer, if it is not the customer itself.

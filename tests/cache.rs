@@ -233,6 +233,41 @@ async fn stale_is_served_when_the_upstream_fails_within_stale_if_error() {
     gw.stop().await;
 }
 
+/// A purge while a revalidation is in flight: if the upstream then fails, the purged version
+/// is not handed out as `STALE` (not even to the requests that joined the fill after the purge).
+#[tokio::test]
+async fn a_purged_entry_does_not_come_back_as_stale_when_the_upstream_fails() {
+    let Warmed { up, gw, order } = Warmed::start(
+        &[
+            ("cache.ttl", "100ms"),
+            ("cache.stale_while_revalidate", "0s"),
+            ("cache.stale_if_error", "5m"),
+        ],
+        TOKEN_A,
+    )
+    .await;
+    let url = gw.order_url(&order);
+    // Time is the subject: past the 100 ms ttl with a wide margin.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    up.set_mode(Mode::Status(503));
+    up.set_delay(Duration::from_millis(800));
+    let revalidating = {
+        let url = url.clone();
+        tokio::spawn(async move { get(&url, &[("authorization", TOKEN_A)]).await })
+    };
+    up.wait_hits(2).await;
+    let purge = format!("/cache/customers/{CUSTOMER}/orders/{order}");
+    let purged = send(Method::DELETE, &gw.admin_url(&purge), &[], Bytes::new()).await;
+    assert_eq!(purged.json()["purged"], 1);
+    let joined = get(&url, &[("authorization", TOKEN_A)]).await;
+    let first = revalidating.await.expect("request");
+    for reply in [&first, &joined] {
+        assert_ne!(state(reply), "STALE", "the purged version came back");
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn beyond_stale_if_error_the_failure_reaches_the_client() {
     let Warmed { up, gw, order } = Warmed::start(

@@ -597,6 +597,45 @@ async fn a_replica_that_dies_mid_fill_holds_the_key_only_seconds() {
     b.stop().await;
 }
 
+/// A rolling upgrade from the version before resources: an order purge published by an old
+/// replica (`o:{c}:{o}`; it dropped only its own format of shared keys) is confirmed, and drops
+/// this version's entries from memory and from the shared tier.
+#[tokio::test]
+async fn an_order_purge_from_the_previous_version_is_understood() {
+    let Some((redis, up, a, b)) = two_replicas("a_purge_from_the_previous_version").await else {
+        return;
+    };
+    let auth = [("authorization", TOKEN)];
+    let order = new_order();
+    assert_eq!(
+        get(&a.order_url(&order), &auth).await.header("x-cache"),
+        Some("MISS")
+    );
+    assert_eq!(
+        get(&b.order_url(&order), &auth).await.header("x-cache"),
+        Some("HIT")
+    );
+    let message = format!("legacy-1 old-replica o:{CUSTOMER}:{order}");
+    redis.command(&format!(
+        "PUBLISH partner-gateway:{{partner-gateway}}:invalidate \"{message}\""
+    ));
+    let acks = "LLEN partner-gateway:{partner-gateway}:ack:legacy-1";
+    eventually(Duration::from_secs(5), || async {
+        redis.command(acks).starts_with(":2")
+    })
+    .await;
+    for gw in [&a, &b] {
+        assert_eq!(gw.stats().await["entries"], 0);
+    }
+    assert_eq!(
+        get(&b.order_url(&order), &auth).await.header("x-cache"),
+        Some("MISS")
+    );
+    assert_eq!(up.hits(), 2, "the shared copy went too");
+    a.stop().await;
+    b.stop().await;
+}
+
 /// Three replicas sharing one Redis, with `extra` settings; `None` without redis-server.
 async fn three_replicas(
     test: &str,

@@ -121,9 +121,16 @@ async fn a_subscription_path_with_a_bad_id_is_refused_without_asking_upstream() 
     let description = reply.json()["description"].to_string();
     assert!(description.contains("id-for-subscription"), "{description}");
     assert_eq!(sim.counters.requests(), 0);
-    // Partner Center's own non-GUID paths under /v1/customers are forwarded, not refused.
+    // Partner Center's own non-GUID paths are forwarded, not refused: under /v1/customers, and
+    // collections named in a subscription's place.
     let other = read(&gw, "/v1/customers/relationshiprequests").await;
     assert_ne!(other.status, StatusCode::BAD_REQUEST);
+    let usage = format!(
+        "/v1/customers/{}/subscriptions/usagerecords",
+        account.customer
+    );
+    assert_ne!(read(&gw, &usage).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(sim.counters.requests(), 2, "both forwarded");
     gw.stop().await;
 }
 

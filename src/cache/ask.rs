@@ -117,7 +117,7 @@ pub async fn fetch(
             return Outcome::Oversized(Mutex::new(Some(response)));
         }
         Err(failure) => {
-            return match stand_in(ctx, prior) {
+            return match stand_in(ctx, key, prior) {
                 Some(entry) => Outcome::Stale {
                     entry,
                     upstream_status: None,
@@ -158,7 +158,7 @@ pub async fn fetch(
         }
     }
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-        if let Some(entry) = stand_in(ctx, prior.clone()) {
+        if let Some(entry) = stand_in(ctx, key, prior.clone()) {
             ctx.metrics.not_stored(NotStored::Status);
             return Outcome::Stale {
                 entry,
@@ -215,8 +215,14 @@ pub async fn fetch(
     }
 }
 
-/// The prior entry, when the policy lets it stand in for an upstream that failed or a call
-/// the shield refused.
-fn stand_in(ctx: &FillContext, prior: Option<Arc<Entry>>) -> Option<Arc<Entry>> {
-    prior.filter(|p| ctx.policy.serves_on_error(p.kind(), p.age(Instant::now())))
+/// What stands in for an upstream that failed or a call the shield refused, when the fill
+/// revalidated an entry: the entry memory holds for the key now (the prior one, or a newer one
+/// another replica stored meanwhile), if the policy lets it. Never the prior entry itself once
+/// a write or a purge dropped it: that version must not come back as `STALE`.
+fn stand_in(ctx: &FillContext, key: &CacheKey, prior: Option<Arc<Entry>>) -> Option<Arc<Entry>> {
+    prior?;
+    let now = Instant::now();
+    ctx.tiers
+        .get(key)
+        .filter(|current| ctx.policy.serves_on_error(current.kind(), current.age(now)))
 }

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 
 use crate::fleet::link::{Link, Query};
@@ -26,7 +27,9 @@ use crate::resource::{ItemRef, Purge, Resource};
 const ACK_TTL: Duration = Duration::from_secs(10);
 
 /// What a replica does with a purge another replica published.
-type Handler = Box<dyn Fn(Purge) + Send + Sync>;
+/// Told whether the shared tier must be purged too (a message from a replica that keyed the
+/// shared tier differently, see [`decode`]); done when the purge is, before the confirmation.
+type Handler = Box<dyn Fn(Purge, bool) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// The fleet's invalidation channel, as this replica uses it.
 pub struct Bus {
@@ -63,7 +66,10 @@ impl Bus {
     }
 
     /// Sets what to do with a purge another replica published (drop it from memory).
-    pub fn on_purge(&self, handler: impl Fn(Purge) + Send + Sync + 'static) {
+    pub fn on_purge(
+        &self,
+        handler: impl Fn(Purge, bool) -> BoxFuture<'static, ()> + Send + Sync + 'static,
+    ) {
         let _ = self.handler.set(Box::new(handler));
     }
 
@@ -178,14 +184,14 @@ impl Bus {
         else {
             return;
         };
-        let Some(what) = decode(what) else {
+        let Some((what, legacy)) = decode(what) else {
             return;
         };
         if origin == self.members.id() {
             return;
         }
         if let Some(handler) = self.handler.get() {
-            handler(what);
+            handler(what, legacy).await;
         }
         self.metrics.invalidation(Direction::Received);
         let mut confirm = redis::pipe();
@@ -208,7 +214,23 @@ fn encode(what: Purge) -> String {
     }
 }
 
-fn decode(text: &str) -> Option<Purge> {
+/// A purge message, and whether it came from a replica of the version before resources
+/// (`o:{c}:{o}`), which dropped only its own format of shared-tier keys: during a rolling
+/// upgrade the receiver drops this version's shared entries for it too.
+fn decode(text: &str) -> Option<(Purge, bool)> {
+    let mut legacy = text.split(':');
+    if let [Some("o"), Some(c), Some(o), None] = [(); 4].map(|()| legacy.next()) {
+        let order = ItemRef {
+            resource: Resource::Orders,
+            customer: Guid::parse(c)?,
+            id: Guid::parse(o)?,
+        };
+        return Some((Purge::One(order), true));
+    }
+    current(text).map(|what| (what, false))
+}
+
+fn current(text: &str) -> Option<Purge> {
     let mut parts = text.split(':');
     let parts = [(); 5].map(|()| parts.next());
     match parts {
@@ -249,8 +271,15 @@ mod tests {
                 id: c,
             }),
         ] {
-            assert_eq!(decode(&encode(what)), Some(what));
+            assert_eq!(decode(&encode(what)), Some((what, false)));
         }
+        let legacy = format!("o:{c}:{o}");
+        let order = ItemRef {
+            resource: Resource::Orders,
+            customer: c,
+            id: o,
+        };
+        assert_eq!(decode(&legacy), Some((Purge::One(order), true)));
         for junk in [
             "",
             "x",

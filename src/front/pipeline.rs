@@ -109,8 +109,14 @@ impl Gateway {
             let bus = Arc::new(Bus::new(link, members, name, wait, metrics.clone()));
             // What another replica wrote or purged leaves this one's memory (SPEC §12.3).
             let memory = tiers.clone();
-            bus.on_purge(move |what| {
+            bus.on_purge(move |what, shared_too| {
                 memory.purge_memory(what);
+                let tiers = memory.clone();
+                Box::pin(async move {
+                    if shared_too {
+                        tiers.purge_shared(what).await;
+                    }
+                })
             });
             // SPEC §12.5: after an outage, nothing written elsewhere meanwhile may outlive it,
             // and what this replica wrote meanwhile reaches the others.

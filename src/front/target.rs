@@ -18,7 +18,8 @@ pub enum Target {
 
 /// What `path` names among `enabled` (literals in any case, ids GUIDs; nothing after the id).
 /// A customer segment that is not a GUID on the customer's own path is not the customer
-/// resource (Partner Center has `/v1/customers/relationshiprequests`): it is [`Target::Other`].
+/// resource (Partner Center has `/v1/customers/relationshiprequests`), nor is a segment of
+/// letters only in a subscription's place (`/subscriptions/usagerecords`): [`Target::Other`].
 pub fn target(path: &str, enabled: Resources) -> Target {
     let Some((customer, rest)) = split_customer(path) else {
         return Target::Other;
@@ -38,7 +39,13 @@ pub fn target(path: &str, enabled: Resources) -> Target {
                     .is_some_and(|c| collection.eq_ignore_ascii_case(c))
             });
             match found {
-                Some(resource) if !id.is_empty() && !id.contains('/') => (resource, id),
+                Some(resource) if !id.is_empty() && !id.contains('/') => {
+                    let named = id.bytes().all(|b| b.is_ascii_alphabetic());
+                    if named && resource.named_below() {
+                        return Target::Other;
+                    }
+                    (resource, id)
+                }
                 _ => return Target::Other,
             }
         }
@@ -169,10 +176,19 @@ mod tests {
             ),
             (format!("/v1/customers/{C}/subscriptions"), Target::Other),
             (format!("/v1/customers/{C}/carts/{O}"), Target::Other),
-            // Partner Center's own non-GUID path under /v1/customers is not a customer.
+            // Partner Center's own non-GUID paths are not items: under /v1/customers, and
+            // collections named in a subscription's place (not in an order's).
             (
                 "/v1/customers/relationshiprequests".to_owned(),
                 Target::Other,
+            ),
+            (
+                format!("/v1/customers/{C}/subscriptions/usagerecords"),
+                Target::Other,
+            ),
+            (
+                format!("/v1/customers/{C}/orders/usagerecords"),
+                Target::InvalidId(Orders, IdField::Item(Orders)),
             ),
             (
                 format!("/v1/customers/nope/subscriptions/{O}"),

@@ -237,6 +237,10 @@ fn model(method: &str, segs: &[String], has_query: bool) -> Expected {
     if !literals(v1, customers) || c.is_empty() || id.is_empty() {
         return Expected::Forward;
     }
+    // Partner Center names collections in a subscription's place (`usagerecords`).
+    if resource == Resource::Subscriptions && id.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Expected::Forward;
+    }
     match (is_canonical(c.as_bytes()), is_canonical(id.as_bytes())) {
         (true, true) => Expected::Item(resource, c.to_ascii_lowercase(), id.to_ascii_lowercase()),
         (false, _) => Expected::InvalidId(resource, IdField::Customer),

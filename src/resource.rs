@@ -61,8 +61,10 @@ const TABLE: [Row; 3] = [
         tag: "s",
         collection: Some("subscriptions"),
         id_param: "id-for-subscription",
-        // Placing or changing an order creates or changes subscriptions.
-        changed_by: &["orders"],
+        // Placing or changing an order creates or changes subscriptions (SPEC §13), and so
+        // does checking out a cart (`POST …/carts/{id}/checkout` places orders) — the way most
+        // partners buy; a cart write that does not check out only costs a refill.
+        changed_by: &["orders", "carts"],
         changed_below: true,
         named_below: true,
     },

@@ -248,7 +248,11 @@ mod tests {
                 format!("/v1/customers/{C}/profiles/billing"),
                 vec![Purge::EveryOf(Customers, c)],
             ),
-            (format!("/v1/customers/{C}/carts"), vec![]),
+            (
+                format!("/v1/customers/{C}/carts/{O}/checkout"),
+                vec![Purge::EveryOf(Subscriptions, c)],
+            ),
+            (format!("/v1/customers/{C}/agreements"), vec![]),
             ("/v1/customers/nope/orders".to_owned(), vec![]),
             ("/v1/customers".to_owned(), vec![]),
         ];

@@ -55,6 +55,7 @@ fn segments() -> impl Strategy<Value = Vec<String>> {
         literal("orders"),
         literal("subscriptions"),
         literal("profiles"),
+        literal("carts"),
         odd_segment()
     ];
     let item_path = (
@@ -179,6 +180,7 @@ fn changed_model(segs: &[String]) -> Vec<(String, String, String)> {
             id.map(|id| one("subscriptions", id)).into_iter().collect()
         }
         Some(first) if first.eq_ignore_ascii_case("profiles") => vec![every("customers")],
+        Some(first) if first.eq_ignore_ascii_case("carts") => vec![every("subscriptions")],
         Some(_) => Vec::new(),
     }
 }

@@ -181,7 +181,7 @@ async fn run(
     directives: RequestDirectives,
     request: Request<Body>,
 ) -> Step {
-    let epoch = ctx.tiers.epoch();
+    let epoch = ctx.tiers.epoch(key);
     // Fresh for the request that started the fill: its `no-cache` or `max-age` still holds.
     let fresh = |entry: &Entry| {
         let age = entry.age(Instant::now());

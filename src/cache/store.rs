@@ -4,8 +4,10 @@
 //!
 //! The index costs one short mutex section per store and per eviction, never on a hit. Purges
 //! also advance an epoch that in-flight fills check before storing, so a fill that started
-//! before a PATCH cannot put the old version back afterwards.
+//! before a PATCH cannot put the old version back afterwards — per slot of customers, so that
+//! under steady write traffic a write stops only its own customer's fills from storing.
 
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -19,6 +21,7 @@ use moka::sync::Cache;
 use crate::cache::index::{Hasher, Index};
 use crate::cache::key::CacheKey;
 use crate::cache::policy::{Kind, Policy};
+use crate::front::guid::Guid;
 use crate::ops::metrics::Metrics;
 use crate::outcome::Eviction;
 use crate::resource::{Purge, Resource};
@@ -98,11 +101,51 @@ impl Entry {
     }
 }
 
+/// Customers share purge generations in this many slots.
+const SLOTS: usize = 1024;
+
+/// Purge generations: one for purges of everything, one per slot of customers (hashed). A
+/// purge of a customer's items advances its slot's; a fill compares the sum of "everything"
+/// and its customer's slot (both only grow, so the sum changes exactly when either does).
+struct Epochs {
+    all: AtomicU64,
+    slots: Box<[AtomicU64]>,
+}
+
+impl Epochs {
+    fn new() -> Epochs {
+        Epochs {
+            all: AtomicU64::new(0),
+            slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn slot(&self, customer: Guid) -> &AtomicU64 {
+        // A fixed seed: a collision only costs a fill its store, nothing to aim for.
+        let hash = foldhash::fast::FixedState::with_seed(0).hash_one(customer);
+        &self.slots[(hash % SLOTS as u64) as usize]
+    }
+
+    fn read(&self, customer: Guid) -> u64 {
+        let all = self.all.load(Ordering::Acquire);
+        all.wrapping_add(self.slot(customer).load(Ordering::Acquire))
+    }
+
+    fn advance(&self, what: Purge) {
+        let counter = match what {
+            Purge::All => &self.all,
+            Purge::One(item) => self.slot(item.customer),
+            Purge::EveryOf(_, customer) | Purge::Customer(customer) => self.slot(customer),
+        };
+        counter.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
 /// The process's memory tier.
 pub struct Store {
     cache: Cache<CacheKey, Arc<Entry>, Hasher>,
     index: Arc<Mutex<Index>>,
-    epoch: AtomicU64,
+    epochs: Epochs,
     /// Stores hold it shared from the epoch check to the cache insert; purges hold it
     /// exclusively from the epoch bump to the last removal, so a store that checked the epoch
     /// before a purge is in the cache before the purge looks (and is dropped by it). The index
@@ -140,7 +183,7 @@ impl Store {
         Store {
             cache,
             index,
-            epoch: AtomicU64::new(0),
+            epochs: Epochs::new(),
             gate: RwLock::new(()),
         }
     }
@@ -151,9 +194,10 @@ impl Store {
         self.cache.get(key)
     }
 
-    /// The purge epoch: read before a fill, compared before storing its result.
-    pub fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+    /// The purge epoch of `customer`'s items: read before a fill, compared before storing
+    /// its result.
+    pub fn epoch(&self, customer: Guid) -> u64 {
+        self.epochs.read(customer)
     }
 
     /// Stores an entry unless a purge happened since `epoch` was read. Returns whether stored.
@@ -161,7 +205,7 @@ impl Store {
         let _storing = self.gate.read().unwrap_or_else(PoisonError::into_inner);
         {
             let mut index = lock(&self.index);
-            if self.epoch() != epoch {
+            if self.epoch(key.item.customer) != epoch {
                 return false;
             }
             index.record(&key, entry.id);
@@ -188,7 +232,7 @@ impl Store {
         let _purging = self.gate.write().unwrap_or_else(PoisonError::into_inner);
         let keys: Vec<CacheKey> = {
             let mut index = lock(&self.index);
-            self.epoch.fetch_add(1, Ordering::AcqRel);
+            self.epochs.advance(what);
             let items = index.named(what);
             items
                 .into_iter()
@@ -278,7 +322,7 @@ mod tests {
     #[test]
     fn purges_by_order_customer_and_all_through_the_index() {
         let (store, maker) = store();
-        let epoch = store.epoch();
+        let epoch = store.epoch(Guid::parse(C1).expect("c"));
         for (c, o) in [(C1, O1), (C1, O2), (C2, O1)] {
             for token in ["Bearer a", "Bearer b"] {
                 let stored = store.insert(key(&maker, order(c, o), token), entry("{}"), epoch);
@@ -299,7 +343,7 @@ mod tests {
     #[test]
     fn purges_by_resource_of_a_customer_leave_the_other_resources() {
         let (store, maker) = store();
-        let epoch = store.epoch();
+        let epoch = store.epoch(Guid::parse(C1).expect("c"));
         let items = [
             order(C1, O1),
             item(Resource::Subscriptions, C1, O1),
@@ -324,10 +368,25 @@ mod tests {
     }
 
     #[test]
+    fn a_purge_stops_only_its_own_customers_fills_from_storing() {
+        let (store, maker) = store();
+        let (c1, c2) = (Guid::parse(C1).expect("c1"), Guid::parse(C2).expect("c2"));
+        let (before1, before2) = (store.epoch(c1), store.epoch(c2));
+        assert_eq!(store.purge(Purge::Customer(c2)), 0);
+        // C1's fill stores; C2's (begun before C2's purge) does not.
+        assert!(store.insert(key(&maker, order(C1, O1), "Bearer a"), entry("{}"), before1));
+        assert!(!store.insert(key(&maker, order(C2, O1), "Bearer a"), entry("{}"), before2));
+        // A purge of everything stops every fill begun before it.
+        let before = store.epoch(c1);
+        assert_eq!(store.purge(Purge::All), 1);
+        assert!(!store.insert(key(&maker, order(C1, O2), "Bearer a"), entry("{}"), before));
+    }
+
+    #[test]
     fn replaced_entries_keep_their_index_record() {
         let (store, maker) = store();
         let k = key(&maker, order(C1, O1), "Bearer a");
-        let epoch = store.epoch();
+        let epoch = store.epoch(Guid::parse(C1).expect("c"));
         assert!(store.insert(k.clone(), entry("{}"), epoch));
         assert!(store.insert(k.clone(), entry("{\"v\":2}"), epoch));
         store.usage();

@@ -152,9 +152,9 @@ impl Tiers {
         }
     }
 
-    /// The current purge generation, for a fill about to ask the upstream.
-    pub fn epoch(&self) -> Epoch {
-        Epoch(self.memory.epoch())
+    /// The current purge generation of `key`'s customer, for a fill about to ask the upstream.
+    pub fn epoch(&self, key: &CacheKey) -> Epoch {
+        Epoch(self.memory.epoch(key.item.customer))
     }
 
     /// Stores an entry in every tier — the shared one before this returns, so the answer that
@@ -168,7 +168,7 @@ impl Tiers {
             shared.put(&key, &entry).await;
             // A purge that ran while the entry went to Redis dropped L2 before it arrived:
             // take it back out, so the old version does not outlive the write.
-            if self.memory.epoch() != epoch.0 {
+            if self.memory.epoch(key.item.customer) != epoch.0 {
                 shared.remove(&key).await;
                 return false;
             }
@@ -253,13 +253,13 @@ mod tests {
                 Instant::now(),
             ))
         };
-        let before = tiers.epoch();
+        let before = tiers.epoch(&key);
         assert!(tiers.put(key.clone(), entry(), before).await);
         assert!(tiers.get(&key).is_some());
         assert_eq!(tiers.purge(Purge::One(order)).await, 1);
         assert!(tiers.get(&key).is_none());
         assert!(!tiers.put(key.clone(), entry(), before).await);
-        assert!(tiers.put(key.clone(), entry(), tiers.epoch()).await);
+        assert!(tiers.put(key.clone(), entry(), tiers.epoch(&key)).await);
         assert_eq!(
             tiers.usage().entries,
             1,

@@ -28,9 +28,13 @@ const SECRET: &str = "fleet-secret-fleet-secret-fleet-secret";
 
 async fn replica(up: &OrderUpstream, redis: &RedisServer, extra: &[(&str, &str)]) -> TestGateway {
     let url = redis.url();
+    // Generous, so that a loaded test machine does not turn a Redis call into a timeout (and
+    // the replica into one working alone) where a test counts upstream requests; the tests of
+    // timeouts set their own.
     let mut overrides = vec![
         ("fleet.redis_url", url.as_str()),
         ("fleet.partition_secret", SECRET),
+        ("fleet.timeout", "1s"),
     ];
     overrides.extend_from_slice(extra);
     TestGateway::with(&up.base_url, &overrides).await
@@ -547,6 +551,7 @@ async fn a_replica_that_dies_mid_fill_holds_the_key_only_seconds() {
             let fleet = [
                 ("fleet.redis_url", url.as_str()),
                 ("fleet.partition_secret", SECRET),
+                ("fleet.timeout", "1s"),
             ];
             TestGateway::with(&base, &fleet).await
         })
@@ -767,6 +772,7 @@ async fn a_redis_cluster_works_the_same() {
         ("fleet.redis_url", seeds.as_str()),
         ("fleet.cluster", "true"),
         ("fleet.partition_secret", SECRET),
+        ("fleet.timeout", "1s"),
         ("cache.ttl", "1h"),
     ];
     let a = TestGateway::with(&up.base_url, &settings).await;

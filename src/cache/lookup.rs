@@ -155,7 +155,8 @@ impl OrderCache {
                 _ => {}
             }
         }
-        if directives.only_if_cached {
+        // In fleet mode the shared tier may still hold it (looked at in `fetch`).
+        if directives.only_if_cached && !self.tiers.is_shared() {
             return Err(GatewayError::NotCached);
         }
         let revalidate = matches!(freshness, Some(Freshness::Revalidate { .. }));
@@ -187,6 +188,11 @@ impl OrderCache {
             directives,
         } = pending;
         let parts = &parts;
+        if directives.only_if_cached {
+            return self
+                .shared_or_not_cached(&key, &directives, parts, correlation, note)
+                .await;
+        }
         let head_only = parts.method == Method::HEAD;
         let (outcome, joined) =
             self.fills
@@ -217,14 +223,8 @@ impl OrderCache {
                 note.upstream_status = *upstream_status;
                 note.shield = *refusal;
                 note.tier = self.tiers.is_shared().then_some(Tier::L1);
-                Ok(answer(
-                    entry,
-                    CacheState::Stale,
-                    parts,
-                    correlation,
-                    note,
-                    now,
-                ))
+                let stale = CacheState::Stale;
+                Ok(answer(entry, stale, parts, correlation, note, now))
             }
             Outcome::Passed { head, body } => {
                 note.upstream_status = Some(head.status.as_u16());
@@ -271,6 +271,35 @@ impl OrderCache {
                 Err(failure.error.clone())
             }
         }
+    }
+
+    /// `only-if-cached` after a memory miss in fleet mode: the shared tier's entry, used as it
+    /// is if the directives allow (no upstream, no refresh), else `504 NotCached` (SPEC §4.3).
+    async fn shared_or_not_cached(
+        &self,
+        key: &CacheKey,
+        directives: &RequestDirectives,
+        parts: &request::Parts,
+        correlation: &Correlation,
+        note: &mut Note,
+    ) -> Result<Response<Body>, GatewayError> {
+        let epoch = self.tiers.epoch(key);
+        let entry = self
+            .tiers
+            .get_shared(key, epoch)
+            .await
+            .ok_or(GatewayError::NotCached)?;
+        let now = Instant::now();
+        let state = match self
+            .policy
+            .freshness(entry.kind(), entry.age(now), directives)
+        {
+            Freshness::Fresh => CacheState::Hit,
+            Freshness::Stale => CacheState::Stale,
+            _ => return Err(GatewayError::NotCached),
+        };
+        note.tier = Some(Tier::L2);
+        Ok(answer(&entry, state, parts, correlation, note, now))
     }
 
     /// The upstream request of a fill: always a GET for the whole order, without the client's

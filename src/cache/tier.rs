@@ -127,19 +127,27 @@ impl Tiers {
         usable: impl Fn(&Entry) -> bool,
     ) -> Option<Arc<Entry>> {
         let shared = self.shared.as_ref()?;
+        // The lease is checked after the entry, so once it is gone the entry is looked at once
+        // more: the holder may have stored and released between the two looks.
+        let mut last_look = false;
         while Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            if !last_look {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             let (looked, found) = shared.fetch(key).await;
             if let Some(entry) = found.filter(|e| usable(e)) {
                 let entry = Arc::new(entry);
                 self.memory.insert(key.clone(), entry.clone(), epoch.0);
                 return Some(entry);
             }
-            if looked == L2Lookup::Error {
+            if looked == L2Lookup::Error || last_look {
                 return None;
             }
-            if shared.lease_held(key, scope).await != Some(true) {
-                return None;
+            match shared.lease_held(key, scope).await {
+                Some(true) => {}
+                Some(false) => last_look = true,
+                // Redis failed: no further call (SPEC §12.5); fill alone.
+                None => return None,
             }
         }
         None

@@ -66,6 +66,12 @@ async fn patch(gw: &TestGateway, order: &str) -> StatusCode {
         .status
 }
 
+/// The `X-Cache` of a GET of `url` with the fleet tests' credential.
+async fn x_cache(url: &str) -> Option<String> {
+    let reply = get(url, &[("authorization", TOKEN)]).await;
+    reply.header("x-cache").map(str::to_owned)
+}
+
 /// The `ETag` an order carries at `version`.
 fn version_etag(order: &str, version: u32) -> String {
     format!("\"{}\"", etag_for(order, version))
@@ -254,25 +260,22 @@ async fn writes_and_purges_on_one_replica_drop_the_shared_entry() {
     else {
         return;
     };
-    let auth = [("authorization", TOKEN)];
     // A write through A: B (which never held the order) must not find the old one in L2.
     let written = new_order();
     assert_eq!(
-        get(&a.order_url(&written), &auth).await.header("x-cache"),
+        x_cache(&a.order_url(&written)).await.as_deref(),
         Some("MISS")
     );
     assert_eq!(patch(&a, &written).await, StatusCode::OK);
     assert_eq!(
-        get(&b.order_url(&written), &auth).await.header("x-cache"),
+        x_cache(&b.order_url(&written)).await.as_deref(),
         Some("MISS")
     );
     assert_eq!(up.hits(), 3);
     // A purge on A's admin port: counted in L1 and L2, and gone for B too.
     let purged_order = new_order();
     assert_eq!(
-        get(&a.order_url(&purged_order), &auth)
-            .await
-            .header("x-cache"),
+        x_cache(&a.order_url(&purged_order)).await.as_deref(),
         Some("MISS")
     );
     let path = format!("/cache/customers/{}/orders/{purged_order}", CUSTOMER);
@@ -290,9 +293,7 @@ async fn writes_and_purges_on_one_replica_drop_the_shared_entry() {
         "one in A's memory, one in the shared tier"
     );
     assert_eq!(
-        get(&b.order_url(&purged_order), &auth)
-            .await
-            .header("x-cache"),
+        x_cache(&b.order_url(&purged_order)).await.as_deref(),
         Some("MISS")
     );
     assert_eq!(up.hits(), 5);
@@ -518,10 +519,7 @@ async fn an_order_placed_on_one_replica_drops_subscriptions_on_all() {
         get(&gw.url(&path), &auth).await;
     }
     for gw in &replicas {
-        assert_eq!(
-            get(&gw.url(&path), &auth).await.header("x-cache"),
-            Some("HIT")
-        );
+        assert_eq!(x_cache(&gw.url(&path)).await.as_deref(), Some("HIT"));
     }
     assert_eq!(up.hits(), 1, "one fill for the fleet");
     let orders = format!("/v1/customers/{CUSTOMER}/orders");
@@ -532,7 +530,7 @@ async fn an_order_placed_on_one_replica_drops_subscriptions_on_all() {
         assert_eq!(gw.stats().await["resources"]["subscriptions"], 0);
     }
     assert_eq!(
-        get(&replicas[1].url(&path), &auth).await.header("x-cache"),
+        x_cache(&replicas[1].url(&path)).await.as_deref(),
         Some("MISS")
     );
     assert_eq!(up.hits(), 3, "the fill, the order, one refill");
@@ -639,16 +637,9 @@ async fn an_order_purge_from_the_previous_version_is_understood() {
     let Some((redis, up, a, b)) = two_replicas("a_purge_from_the_previous_version").await else {
         return;
     };
-    let auth = [("authorization", TOKEN)];
     let order = new_order();
-    assert_eq!(
-        get(&a.order_url(&order), &auth).await.header("x-cache"),
-        Some("MISS")
-    );
-    assert_eq!(
-        get(&b.order_url(&order), &auth).await.header("x-cache"),
-        Some("HIT")
-    );
+    assert_eq!(x_cache(&a.order_url(&order)).await.as_deref(), Some("MISS"));
+    assert_eq!(x_cache(&b.order_url(&order)).await.as_deref(), Some("HIT"));
     let message = format!("legacy-1 old-replica o:{CUSTOMER}:{order}");
     redis.command(&format!(
         "PUBLISH partner-gateway:{{partner-gateway}}:invalidate \"{message}\""
@@ -661,10 +652,7 @@ async fn an_order_purge_from_the_previous_version_is_understood() {
     for gw in [&a, &b] {
         assert_eq!(gw.stats().await["entries"], 0);
     }
-    assert_eq!(
-        get(&b.order_url(&order), &auth).await.header("x-cache"),
-        Some("MISS")
-    );
+    assert_eq!(x_cache(&b.order_url(&order)).await.as_deref(), Some("MISS"));
     assert_eq!(up.hits(), 2, "the shared copy went too");
     a.stop().await;
     b.stop().await;
@@ -764,10 +752,7 @@ async fn a_paused_redis_delays_no_request_past_the_fleet_timeout() {
     eventually(Duration::from_secs(5), || async { fleet_view(&gw).await.0 }).await;
     let auth = [("authorization", TOKEN)];
     let warm = new_order();
-    assert_eq!(
-        get(&gw.order_url(&warm), &auth).await.header("x-cache"),
-        Some("MISS")
-    );
+    assert_eq!(x_cache(&gw.order_url(&warm)).await.as_deref(), Some("MISS"));
     assert!(redis.command("CLIENT PAUSE 4000 ALL").starts_with("+OK"));
     for order in [new_order(), warm] {
         let started = Instant::now();
@@ -814,14 +799,8 @@ async fn a_redis_cluster_works_the_same() {
     }
     let auth = [("authorization", TOKEN)];
     let order = new_order();
-    assert_eq!(
-        get(&a.order_url(&order), &auth).await.header("x-cache"),
-        Some("MISS")
-    );
-    assert_eq!(
-        get(&b.order_url(&order), &auth).await.header("x-cache"),
-        Some("HIT")
-    );
+    assert_eq!(x_cache(&a.order_url(&order)).await.as_deref(), Some("MISS"));
+    assert_eq!(x_cache(&b.order_url(&order)).await.as_deref(), Some("HIT"));
     assert_eq!(
         up.hits(),
         1,
@@ -884,10 +863,7 @@ async fn a_write_made_while_cut_off_is_replayed_on_rejoin() {
     };
     let auth = [("authorization", TOKEN)];
     let order = new_order();
-    assert_eq!(
-        get(&a.order_url(&order), &auth).await.header("x-cache"),
-        Some("MISS")
-    );
+    assert_eq!(x_cache(&a.order_url(&order)).await.as_deref(), Some("MISS"));
     // Redis keeps its data but answers nobody for a while: both replicas lose it.
     assert!(redis.command("CLIENT PAUSE 1500 ALL").starts_with("+OK"));
     eventually(Duration::from_secs(5), || async { !fleet_view(&a).await.0 }).await;

@@ -75,31 +75,26 @@ pub fn changed_by_write(path: &str, enabled: Resources) -> Vec<Purge> {
     };
     let mut purges = Vec::new();
     for resource in enabled.iter() {
-        let same = |a: Option<&str>, b: Option<&str>| match (a, b) {
-            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
-            (None, None) => true,
-            _ => false,
-        };
-        if let Some(collection) = collection {
-            let changes = resource.changed_by().iter();
-            if changes.clone().any(|c| c.eq_ignore_ascii_case(collection)) {
-                purges.push(Purge::EveryOf(resource, c));
-                continue;
-            }
+        let named = |name: &&str| collection.is_some_and(|c| c.eq_ignore_ascii_case(name));
+        if resource.changed_by().iter().any(named) {
+            purges.push(Purge::EveryOf(resource, c));
+            continue;
         }
-        if resource.collection().is_none() {
-            // The customer itself: its own path, exactly.
-            if collection.is_none_or(str::is_empty) {
+        match resource.collection() {
+            // The customer itself: its own path, exactly (a trailing slash included).
+            None if collection.is_none_or(str::is_empty) => {
                 purges.push(Purge::One(item(resource, c, c)));
             }
-        } else if same(resource.collection(), collection) {
-            let id = below.map(|b| b.split_once('/').map_or(b, |(id, _)| id));
-            let at = below.is_some_and(|b| !b.contains('/'));
-            if let Some(id) = id.and_then(Guid::parse) {
-                if at || resource.changed_below() {
-                    purges.push(Purge::One(item(resource, c, id)));
+            Some(own) if named(&own) => {
+                let id = below.map(|b| b.split_once('/').map_or(b, |(id, _)| id));
+                let at = below.is_some_and(|b| !b.contains('/'));
+                if let Some(id) = id.and_then(Guid::parse) {
+                    if at || resource.changed_below() {
+                        purges.push(Purge::One(item(resource, c, id)));
+                    }
                 }
             }
+            _ => {}
         }
     }
     purges

@@ -13,11 +13,11 @@ use partner_gateway::cache::key::KeyMaker;
 use partner_gateway::cache::lookup::answer;
 use partner_gateway::cache::store::Entry;
 use partner_gateway::config::Partition;
-use partner_gateway::front::conditional::if_none_match_matches;
-use partner_gateway::front::correlation::Correlation;
-use partner_gateway::front::credential::{CredentialMemo, Fingerprinter};
-use partner_gateway::front::route::{classify, Route};
 use partner_gateway::outcome::{CacheState, Note};
+use partner_gateway::request::conditional::if_none_match_matches;
+use partner_gateway::request::correlation::Correlation;
+use partner_gateway::request::credential::{CredentialMemo, Fingerprinter};
+use partner_gateway::request::route::{classify, Route};
 use partner_gateway::resource::{Resource, Resources};
 
 const PATH: &str = "/v1/customers/4a2f6c1e-8b3d-4e5f-9a7b-1c2d3e4f5a60/orders/0d0e0000-0000-4000-8000-0000000a11ce";

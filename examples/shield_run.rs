@@ -57,9 +57,7 @@ async fn main() {
         ..Sources::default()
     })
     .expect("config");
-    let bound = partner_gateway::front::server::bind(config)
-        .await
-        .expect("bind");
+    let bound = partner_gateway::server::bind(config).await.expect("bind");
     let front = bound.front_addr();
     tokio::spawn(bound.serve(std::future::pending()));
 

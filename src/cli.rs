@@ -130,9 +130,9 @@ fn run(file: Option<PathBuf>) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let _log = crate::ops::telemetry::init(&config.log);
+    let _log = crate::observe::logs::init(&config.log);
     with_runtime(async {
-        let bound = match crate::front::server::bind(config).await {
+        let bound = match crate::server::bind(config).await {
             Ok(bound) => bound,
             Err(e) => {
                 tracing::error!(error = %e, "start-up failed");
@@ -147,7 +147,7 @@ fn run(file: Option<PathBuf>) -> ExitCode {
 
 #[cfg(feature = "demo")]
 fn demo(serve: bool) -> ExitCode {
-    let _log = crate::ops::telemetry::init(&crate::config::LogConfig {
+    let _log = crate::observe::logs::init(&crate::config::LogConfig {
         format: crate::config::LogFormat::Pretty,
         level: "warn".to_owned(),
     });
@@ -171,7 +171,7 @@ fn demo(serve: bool) -> ExitCode {
 
 #[cfg(feature = "demo")]
 fn simulate(listen: std::net::SocketAddr, knobs: crate::demo::simulator::Knobs) -> ExitCode {
-    let _log = crate::ops::telemetry::init(&crate::config::LogConfig {
+    let _log = crate::observe::logs::init(&crate::config::LogConfig {
         format: crate::config::LogFormat::Json,
         level: "info".to_owned(),
     });

@@ -8,7 +8,7 @@ use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 
 use crate::body::{Body, Cut};
-use crate::front::correlation::Correlation;
+use crate::request::correlation::Correlation;
 use crate::resource::IdField;
 
 /// An answer the gateway makes itself instead of the upstream's. Its `Display` is the detail
@@ -146,7 +146,7 @@ mod tests {
         assert_eq!(resp.headers()[RETRY_AFTER], "1");
         assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
         assert_eq!(
-            resp.headers()[&crate::front::correlation::CORRELATION_ID],
+            resp.headers()[&crate::request::correlation::CORRELATION_ID],
             corr.correlation_id
         );
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();

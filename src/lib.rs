@@ -1,36 +1,56 @@
 //! partner-gateway: a caching reverse proxy for the Partner Center REST API.
 //!
-//! A request's path, top to bottom. The [`front`] accepts a connection and runs each request
-//! through one linear pipeline: correlation IDs, route, the caller's credential fingerprint.
-//! Which GET-by-ID paths are cached, and what a write changes, is one table in [`resource`].
-//! A cached route asks the [`cache`]: its policy says what an entry's age allows, a hit is
-//! answered from memory on the spot, and a miss or revalidation joins the one fill for its key.
-//! Fills, revalidations and every forwarded request reach Partner Center through the
-//! [`upstream`]'s one exchange (shield → send → cooldown), with its header rules. A successful
-//! write drops the entries it changed. [`ops`] watches it all (admin port, metrics, logs);
-//! [`outcome`] holds the words every stage reports in, [`error`] the answers the gateway makes
-//! itself. In fleet mode, [`fleet`] joins the replica to the others through Redis. Data flows
-//! one way: a module imports only modules below it (the order is `tests/layering.rs`'s).
-
-pub mod config;
-
-pub mod front;
-
-pub mod cache;
-
-pub mod fleet;
-
-pub mod upstream;
-
-pub mod ops;
-
-pub mod error;
+//! The house is built in floors, bottom to top, and data flows one way: a file imports its own
+//! folder and the floors below it, never one above, and no files import each other in a loop
+//! (`tests/layering.rs` holds this list and enforces it). Read top to bottom, the floors are:
+//!
+//! 1. The vocabulary every stage speaks: [`outcome`] (the words stages report in), [`resource`]
+//!    (the one table of cached resources and what a write changes), [`guid`] (the identifier
+//!    every resource path carries).
+//! 2. [`config`]: what the operator asked for, checked once at start-up.
+//! 3. [`request`]: the pure readers of a request — correlation IDs, route, path rules,
+//!    conditionals, the caller's credential.
+//! 4. [`body`] (the one body type and its limits) and [`error`] (everything that can go wrong,
+//!    and the one place it becomes an answer).
+//! 5. [`observe`]: metrics and logs, which every floor above reports into.
+//! 6. [`upstream`]: Partner Center as the gateway reaches it — one exchange (shield → send →
+//!    cooldown), with its header rules.
+//! 7. [`fleet`]: several replicas as one gateway on Redis — link, members, the invalidation bus,
+//!    the shared budget; it hands received purges to whoever registered for them.
+//! 8. [`cache`]: answering cached routes from memory (and the shared tier), one fill per key,
+//!    one freshness policy.
+//! 9. [`front`]: the front listener and the pipeline every client request runs through.
+//! 10. [`admin`]: the admin port, which looks into what the front built.
+//! 11. [`server`]: the running gateway — both listeners, the fleet and upkeep, the drain.
+//! 12. [`demo`] (the walk-through and the Partner Center simulator) and [`cli`].
 
 pub mod outcome;
 
+pub mod resource;
+
+pub mod guid;
+
+pub mod config;
+
+pub mod request;
+
 pub mod body;
 
-pub mod resource;
+pub mod error;
+
+pub mod observe;
+
+pub mod upstream;
+
+pub mod fleet;
+
+pub mod cache;
+
+pub mod front;
+
+pub mod admin;
+
+pub mod server;
 
 #[cfg(feature = "demo")]
 pub mod demo;

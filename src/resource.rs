@@ -5,7 +5,7 @@
 //! take everything resource-specific from here. Adding a fourth resource is one row (and its
 //! tests).
 
-use crate::front::guid::Guid;
+use crate::guid::Guid;
 
 /// A GET-by-ID resource, as `cache.resources` names it.
 #[derive(

@@ -1,7 +1,7 @@
 //! Admin purges from outside (SPEC §8): who may purge, and what a refusal looks like (SPEC §7).
 //!
 //! Every test here stays on loopback; the non-loopback cases (403 without a token) are the
-//! table tests of `src/ops/admin_auth.rs`, whose decision is a pure function of the peer.
+//! table tests of `src/admin/auth.rs`, whose decision is a pure function of the peer.
 
 mod common {
     pub mod gateway;

@@ -325,7 +325,7 @@ async fn a_purge_logs_one_json_object_per_line_without_duplicate_keys() {
         .collect();
     assert_eq!(purges.len(), 1, "{all:#?}");
     let line = &purges[0];
-    assert_eq!(line["target"], "partner_gateway::ops::admin");
+    assert_eq!(line["target"], "partner_gateway::admin::listener");
     assert_eq!(line["purged"], 0);
     assert!(line["purge"]
         .as_str()

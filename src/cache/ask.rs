@@ -19,7 +19,7 @@ use crate::cache::store::Entry;
 use crate::cache::tier::{Epoch, Tiers};
 use crate::config::CacheConfig;
 use crate::error::GatewayError;
-use crate::ops::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use crate::outcome::{CacheState, NotStored, Refusal, Tier};
 use crate::upstream::client::describe;
 use crate::upstream::exchange::{Exchange, Failure, Purpose};

@@ -7,9 +7,9 @@ use http::StatusCode;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::front::conditional::{format_etag, response_forbids_store};
-use crate::front::route::Guid;
 use crate::outcome::NotStored;
+use crate::request::conditional::{format_etag, response_forbids_store};
+use crate::request::route::Guid;
 
 /// What a storable order response brings besides its body.
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use http::header::HeaderValue;
 
 use crate::cache::key::{CacheKey, PartitionId};
-use crate::front::guid::Guid;
+use crate::guid::Guid;
 use crate::resource::{ItemRef, Purge, Resource};
 
 /// What tells apart the entries of one item.

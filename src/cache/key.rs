@@ -12,7 +12,7 @@ use std::hash::{Hash, Hasher};
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 
 use crate::config::Partition;
-use crate::front::credential::{is_blank, Fingerprint};
+use crate::request::credential::{is_blank, Fingerprint};
 use crate::resource::ItemRef;
 use crate::upstream::forward;
 
@@ -175,8 +175,8 @@ pub fn detach(value: &HeaderValue) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::front::credential::Fingerprinter;
-    use crate::front::guid::Guid;
+    use crate::guid::Guid;
+    use crate::request::credential::Fingerprinter;
 
     fn order() -> ItemRef {
         ItemRef {

@@ -3,7 +3,8 @@
 //! In the order a cached request meets them: [`lookup`] answers from an entry or waits for a
 //! [`fill`], which [`ask`]s the upstream; they ask [`policy`] what an entry's age allows and
 //! talk to the cache through [`tier`] only, behind which the memory [`store`] keeps entries by
-//! [`key`] (its [`index`] says which it holds); [`cacheability`] judges whether an upstream
+//! [`key`] (its [`index`] says which it holds) and, in fleet mode, the [`shared`] tier (L2)
+//! keeps them in Redis in their [`stored`] form; [`cacheability`] judges whether an upstream
 //! answer may be stored.
 
 pub mod lookup;
@@ -13,6 +14,10 @@ pub mod fill;
 pub mod ask;
 
 pub mod tier;
+
+pub mod shared;
+
+pub mod stored;
 
 pub mod store;
 

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use crate::config::CacheConfig;
-use crate::front::conditional::RequestDirectives;
+use crate::request::conditional::RequestDirectives;
 
 /// What an entry holds, as far as freshness cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,8 +21,8 @@ use moka::sync::Cache;
 use crate::cache::index::{Hasher, Index};
 use crate::cache::key::CacheKey;
 use crate::cache::policy::{Kind, Policy};
-use crate::front::guid::Guid;
-use crate::ops::metrics::Metrics;
+use crate::guid::Guid;
+use crate::observe::metrics::Metrics;
 use crate::outcome::Eviction;
 use crate::resource::{Purge, Resource};
 
@@ -266,8 +266,8 @@ mod tests {
     use super::*;
     use crate::cache::key::KeyMaker;
     use crate::config::Config;
-    use crate::front::credential::Fingerprinter;
-    use crate::front::guid::Guid;
+    use crate::guid::Guid;
+    use crate::request::credential::Fingerprinter;
     use crate::resource::ItemRef;
     use http::HeaderMap;
 

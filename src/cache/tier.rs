@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use crate::cache::key::CacheKey;
 use crate::cache::policy::Policy;
+use crate::cache::shared::{Lease, SharedTier};
 use crate::cache::store::{Entry, Store};
-use crate::fleet::shared::{Lease, SharedTier};
-use crate::ops::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use crate::outcome::L2Lookup;
 use crate::resource::{Purge, Resource};
 
@@ -231,7 +231,7 @@ impl Tiers {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::front::route::{Guid, ItemRef};
+    use crate::request::route::{Guid, ItemRef};
     use bytes::Bytes;
     use http::{HeaderValue, StatusCode};
     use std::time::Instant;

@@ -1,74 +1,18 @@
-//! `[fleet]`: the keys of fleet mode (SPEC §12), as written and as checked.
+//! `[fleet]`: the checks of fleet mode's keys (SPEC §12).
 //!
 //! Its own file because fleet mode is one decision with its own rules: the Redis URL(s) and
 //! whether they are Cluster seeds, the name every key and channel carries, the secret that
 //! makes credential hashes agree across replicas (required whenever a rule keys on a
 //! credential), and the two time bounds. Off (`redis_url = ""`), nothing here is used.
 
-use std::time::Duration;
-
 use http::Uri;
-use serde::{Deserialize, Serialize};
 
-use super::raw::bounded;
-use super::validate::mask_password;
-use super::{ConfigError, Partition, Scope};
-
-/// `[fleet]` as written.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RawFleet {
-    pub redis_url: String,
-    pub cluster: bool,
-    pub name: String,
-    pub partition_secret: String,
-    #[serde(with = "bounded")]
-    pub timeout: Duration,
-    #[serde(with = "bounded")]
-    pub invalidation_wait: Duration,
-}
-
-/// `[fleet]`: replicas sharing one Redis behave as one gateway (SPEC §12).
-#[derive(Debug, Clone, Serialize)]
-pub struct FleetConfig {
-    /// As written (printed with passwords masked); empty: fleet mode off.
-    #[serde(serialize_with = "masked_urls")]
-    pub redis_url: String,
-    /// The URLs are Redis Cluster seed nodes.
-    pub cluster: bool,
-    /// Prefix of every key and channel; fleets with different names share nothing.
-    pub name: String,
-    /// Key of the credential hash, shared by the fleet (printed masked).
-    #[serde(serialize_with = "super::print::masked_secret")]
-    pub partition_secret: String,
-    /// Bound on each Redis operation on a request's path.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    /// How long a write or purge waits for the other live replicas to confirm.
-    #[serde(with = "humantime_serde")]
-    pub invalidation_wait: Duration,
-    /// The URLs, split and checked.
-    #[serde(skip)]
-    pub urls: Vec<String>,
-}
-
-impl FleetConfig {
-    /// Whether fleet mode is on.
-    pub fn enabled(&self) -> bool {
-        !self.urls.is_empty()
-    }
-}
-
-/// Prints the URL list with every password replaced by `***`.
-fn masked_urls<S: serde::Serializer>(urls: &str, s: S) -> Result<S::Ok, S::Error> {
-    let masked: Vec<String> = urls.split(',').map(mask_password).collect();
-    s.serialize_str(&masked.join(","))
-}
+use super::mask::mask_password;
+use super::raw::RawFleet;
+use super::settings::{ConfigError, FleetConfig, Partition, Scope};
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        message: message.into(),
-    }
+    ConfigError::invalid(key, message)
 }
 
 /// Checks `[fleet]`; `partition` and `scope` say whether a credential secret is needed.
@@ -154,7 +98,8 @@ pub fn validate(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{load_env, Config};
+    use crate::config::load::load_env;
+    use crate::config::Config;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 

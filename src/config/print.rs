@@ -6,11 +6,7 @@
 //! password inside `upstream.base_url` becomes `***`, and no `upstream.ca_file` prints as `""`.
 //! The output loads back to the same values (tested below and in `tests/process.rs`).
 
-use std::path::PathBuf;
-
-use serde::Serializer;
-
-use super::{mask_password, Config, ConfigError};
+use super::settings::{Config, ConfigError};
 
 impl Config {
     /// The effective configuration as loadable TOML, any password in `base_url` masked.
@@ -19,32 +15,11 @@ impl Config {
     }
 }
 
-/// Prints a URL with its password replaced by `***`.
-pub(super) fn masked_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&mask_password(url))
-}
-
-/// Prints a secret as `***` when it is set (and as `""` when it is not, so the printed file
-/// says whether one is needed).
-pub(super) fn masked_secret<S: Serializer>(secret: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(if secret.is_empty() { "" } else { "***" })
-}
-
-/// Prints an optional path the way it is written: `""` for none.
-pub(super) fn path_or_empty<S: Serializer>(
-    path: &Option<PathBuf>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match path {
-        Some(path) => s.collect_str(&path.display()),
-        None => s.serialize_str(""),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::{load_env, RawConfig};
     use super::*;
+    use crate::config::load::load_env;
+    use crate::config::RawConfig;
     use std::time::Duration;
 
     #[test]

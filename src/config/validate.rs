@@ -14,16 +14,14 @@ use http::uri::{Authority, Scheme};
 use http::Uri;
 use rustls::pki_types::CertificateDer;
 
-use super::{
-    AdminConfig, CacheConfig, Config, ConfigError, LogConfig, RawConfig, ServerConfig,
-    UpstreamConfig,
+use super::mask::mask_password;
+use super::raw::RawConfig;
+use super::settings::{
+    AdminConfig, CacheConfig, Config, ConfigError, LogConfig, ServerConfig, UpstreamConfig,
 };
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        message: message.into(),
-    }
+    ConfigError::invalid(key, message)
 }
 
 impl TryFrom<RawConfig> for Config {
@@ -165,28 +163,6 @@ fn to_u32(key: &'static str, value: u64) -> Result<u32, ConfigError> {
     u32::try_from(value).map_err(|_| invalid(key, "is too large"))
 }
 
-/// Replaces the password of `scheme://user:password@host` with `***`.
-pub fn mask_password(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
-    };
-    match authority[..at].find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end + 3],
-            &authority[..colon],
-            &url[scheme_end + 3 + at..]
-        ),
-        None => url.to_owned(),
-    }
-}
-
 struct BaseUrl {
     scheme: Scheme,
     authority: Authority,
@@ -250,8 +226,8 @@ fn read_roots(value: &str) -> Result<Roots, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::load_env;
     use super::*;
+    use crate::config::load::load_env;
 
     #[test]
     fn errors_name_the_key() {

@@ -40,7 +40,7 @@ use crate::demo::accounts::{sample_accounts, sample_paths};
 pub use crate::demo::accounts::{SampleAccount, SampleSubscription};
 use crate::demo::catalog::{self, error_json, throttled_json, Failure};
 use crate::demo::store::Store;
-use crate::front::correlation::{Correlation, CORRELATION_ID, REQUEST_ID};
+use crate::request::correlation::{Correlation, CORRELATION_ID, REQUEST_ID};
 
 /// Dials of the simulator.
 #[derive(Debug, Clone)]

@@ -58,7 +58,7 @@ pub enum DemoError {
     #[error("configuration: {0}")]
     Config(#[from] crate::config::ConfigError),
     #[error("start-up: {0}")]
-    Start(#[from] crate::front::server::StartError),
+    Start(#[from] crate::server::StartError),
     #[error("simulator: {0}")]
     Io(#[from] std::io::Error),
     #[error("walk-through request failed: {0}")]
@@ -89,10 +89,7 @@ async fn bind_simulator(fixed: bool) -> Result<Simulator, DemoError> {
     Ok(Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), knobs).await?)
 }
 
-async fn bind_gateway(
-    fixed: bool,
-    upstream: &str,
-) -> Result<crate::front::server::Bound, DemoError> {
+async fn bind_gateway(fixed: bool, upstream: &str) -> Result<crate::server::Bound, DemoError> {
     let config = |front: &str, admin: &str| -> Result<Config, DemoError> {
         let env = [
             ("PARTNER_GATEWAY__SERVER__LISTEN", front),
@@ -113,13 +110,11 @@ async fn bind_gateway(
         })?)
     };
     if fixed {
-        if let Ok(bound) =
-            crate::front::server::bind(config("127.0.0.1:8080", "127.0.0.1:9901")?).await
-        {
+        if let Ok(bound) = crate::server::bind(config("127.0.0.1:8080", "127.0.0.1:9901")?).await {
             return Ok(bound);
         }
     }
-    Ok(crate::front::server::bind(config("127.0.0.1:0", "127.0.0.1:0")?).await?)
+    Ok(crate::server::bind(config("127.0.0.1:0", "127.0.0.1:0")?).await?)
 }
 
 /// Runs the demo: start, walk through, then serve until `shutdown` (if asked to).

@@ -18,8 +18,8 @@ use futures_util::StreamExt;
 
 use crate::fleet::link::{Link, Query};
 use crate::fleet::members::Members;
-use crate::front::guid::Guid;
-use crate::ops::metrics::Metrics;
+use crate::guid::Guid;
+use crate::observe::metrics::Metrics;
 use crate::outcome::Direction;
 use crate::resource::{ItemRef, Purge, Resource};
 

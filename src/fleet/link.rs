@@ -16,7 +16,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Pipeline, ScriptInvocation};
 
 use crate::config::FleetConfig;
-use crate::ops::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// Why a Redis call gave no answer.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::fleet::link::{Link, Query};
-use crate::ops::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// A heartbeat older than this no longer counts.
 pub const WINDOW: Duration = Duration::from_secs(5);

@@ -1,19 +1,15 @@
 //! Fleet mode (SPEC §12): replicas that share one Redis and one `fleet.name` behave as one
-//! gateway.
+//! gateway. This floor is the fleet's plumbing, below the cache: it never imports the cache,
+//! which registers what to do with a purge another replica published.
 //!
 //! [`replica`] is this replica's membership, started with the listeners; [`link`] is its
-//! bounded, self-healing connection to Redis and says whether the
-//! replica is part of the fleet now; [`members`] keeps the count of live replicas by
-//! heartbeats; [`shared`] is the shared tier (L2) behind the cache's tiers, its entries'
-//! bytes in [`stored`]; [`bus`] carries
+//! bounded, self-healing connection to Redis and says whether the replica is part of the fleet
+//! now; [`members`] keeps the count of live replicas by heartbeats; [`bus`] carries
 //! invalidations to every live replica and waits for their confirmations; [`budget`] is the
-//! fleet's upstream budget and 429 cooldown. Off (`fleet.redis_url = ""`), nothing here runs.
+//! fleet's upstream budget and 429 cooldown. The shared tier (L2) that uses the link lives with
+//! the cache (`cache::shared`). Off (`fleet.redis_url = ""`), nothing here runs.
 
 pub mod replica;
-
-pub mod shared;
-
-pub mod stored;
 
 pub mod bus;
 

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use crate::config::FleetConfig;
 use crate::fleet::link::Link;
 use crate::fleet::members::Members;
-use crate::ops::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// How often the link checks Redis: a replica rejoins within this (plus the rejoin work) of
 /// Redis answering again.

@@ -1,27 +1,13 @@
-//! What the client sends and gets: the listeners, the request pipeline, and the pure readers
-//! of a request (correlation IDs, route, conditionals, credential).
+//! The front door: what a client's connection meets, above everything it uses.
 //!
-//! In the order a request meets them: [`server`] accepts and limits connections,
-//! [`connection`] drives one connection and closes it when idle,
-//! [`pipeline`] runs one request start to finish, [`correlation`] keeps or mints its IDs,
-//! [`route`] decides cached route or forward (the path rules in [`target`]), [`credential`] fingerprints the caller once,
-//! [`conditional`] reads `If-None-Match` and `Cache-Control`; [`guid`] is the identifier every
-//! resource path carries.
+//! In the order a request meets them: [`listener`] accepts front connections (at most
+//! `server.max_connections` open at once) and drains them on shutdown, [`connection`] drives one
+//! connection and closes it when idle, [`pipeline`] runs one request start to finish — reading
+//! it with the `request` floor, answering cached routes from the `cache`, forwarding the rest
+//! through the `upstream`, and dropping what a write changed.
 
-pub mod server;
+pub mod listener;
 
 pub mod connection;
 
 pub mod pipeline;
-
-pub mod correlation;
-
-pub mod route;
-
-pub mod target;
-
-pub mod credential;
-
-pub mod conditional;
-
-pub mod guid;

@@ -10,7 +10,7 @@ use http::{request, Request, Response, Version};
 
 use crate::body::Body;
 use crate::error::GatewayError;
-use crate::front::correlation::Correlation;
+use crate::request::correlation::Correlation;
 use crate::upstream::client::Upstream;
 
 /// This hop's `Via` entry.

@@ -22,9 +22,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{Scope, UpstreamConfig};
 use crate::error::GatewayError;
-use crate::front::credential::Fingerprint;
-use crate::ops::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use crate::outcome::Refusal;
+use crate::request::credential::Fingerprint;
 
 /// The longest cooldown an upstream `Retry-After` can impose (SPEC §6).
 pub const MAX_COOLDOWN: Duration = Duration::from_secs(300);

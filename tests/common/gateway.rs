@@ -46,7 +46,7 @@ fn config(upstream: &str, overrides: &[(&str, &str)]) -> Config {
 impl TestGateway {
     /// Starts a gateway in this runtime against `upstream`, with `overrides`.
     pub async fn with(upstream: &str, overrides: &[(&str, &str)]) -> TestGateway {
-        let bound = partner_gateway::front::server::bind(config(upstream, overrides))
+        let bound = partner_gateway::server::bind(config(upstream, overrides))
             .await
             .expect("bind");
         let front = bound.front_addr();

@@ -4,9 +4,9 @@
 use http::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::StatusCode;
 use partner_gateway::cache::cacheability::judge;
-use partner_gateway::front::conditional::format_etag;
-use partner_gateway::front::guid::Guid;
+use partner_gateway::guid::Guid;
 use partner_gateway::outcome::NotStored;
+use partner_gateway::request::conditional::format_etag;
 use proptest::prelude::*;
 
 use crate::config;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, IF_NONE_MATCH, PRAGMA};
-use partner_gateway::front::conditional::{
+use partner_gateway::request::conditional::{
     format_etag, if_none_match_matches, response_forbids_store, RequestDirectives,
 };
 use proptest::prelude::*;

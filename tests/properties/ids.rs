@@ -1,8 +1,8 @@
 //! GUIDs (SPEC §3.2) and correlation IDs (SPEC §3.1).
 
 use http::header::{HeaderMap, HeaderValue};
-use partner_gateway::front::correlation::{is_guid, Correlation, CORRELATION_ID, REQUEST_ID};
-use partner_gateway::front::guid::Guid;
+use partner_gateway::guid::Guid;
+use partner_gateway::request::correlation::{is_guid, Correlation, CORRELATION_ID, REQUEST_ID};
 use proptest::prelude::*;
 
 use crate::config;

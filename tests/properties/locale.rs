@@ -4,8 +4,8 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION};
 use partner_gateway::cache::key::{is_language_tag, KeyMaker, Keyed, X_LOCALE};
 use partner_gateway::config::Partition;
-use partner_gateway::front::credential::Fingerprinter;
-use partner_gateway::front::route::{Guid, ItemRef};
+use partner_gateway::request::credential::Fingerprinter;
+use partner_gateway::request::route::{Guid, ItemRef};
 use partner_gateway::resource::Resource;
 use partner_gateway::upstream::forward::{is_stripped, strip_hop_by_hop};
 use proptest::prelude::*;

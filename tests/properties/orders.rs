@@ -2,9 +2,9 @@
 //! says, rendered to JSON, with the judge's expected answer as a model. Filler is nested
 //! thousands deep or hundreds of kilobytes long.
 
-use partner_gateway::front::conditional::format_etag;
-use partner_gateway::front::guid::Guid;
+use partner_gateway::guid::Guid;
 use partner_gateway::outcome::NotStored;
+use partner_gateway::request::conditional::format_etag;
 use proptest::prelude::*;
 
 use crate::strategies::*;

@@ -3,8 +3,8 @@
 //! is enabled.
 
 use http::{Method, Uri};
-use partner_gateway::front::route::{classify, is_plain_path, IdField, ItemRef, Route};
-use partner_gateway::front::target::changed_by_write;
+use partner_gateway::request::route::{classify, is_plain_path, IdField, ItemRef, Route};
+use partner_gateway::request::target::changed_by_write;
 use partner_gateway::resource::{Purge, Resource, Resources};
 use proptest::prelude::*;
 

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use crate::cache::key::CacheKey;
 use crate::cache::policy::Policy;
 use crate::cache::store::Entry;
+use crate::cache::stored::{decode, encode};
 use crate::fleet::link::{Link, Query};
-use crate::fleet::stored::{decode, encode};
-use crate::ops::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use crate::outcome::L2Lookup;
 use crate::resource::Purge;
 

@@ -2,7 +2,7 @@
 //! changes (SPEC §3.2, §4.4, §13): the path rules of the [resource table](crate::resource),
 //! read literally (no decoding; literals in any case, ids as canonical GUIDs).
 
-use crate::front::guid::Guid;
+use crate::guid::Guid;
 use crate::resource::{IdField, ItemRef, Purge, Resource, Resources};
 
 /// What a `GET`/`HEAD` path without a query is to the cache.

@@ -1,5 +1,5 @@
-//! The listeners: accept connections (at most `server.max_connections` open at once), hand
-//! each to the connection driver, drain on shutdown.
+//! The running gateway: builds it, binds the front and admin ports, starts the fleet and the
+//! metrics upkeep beside them, serves until shutdown and stops them in order (SPEC §10).
 //!
 //! Ports are bound first ([`bind`]) and served second ([`Bound::serve`]) so that a start-up
 //! error (bad TLS roots, a port in use) surfaces before anything is accepted, and so tests can
@@ -10,17 +10,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
+use crate::admin::listener as admin;
 use crate::config::Config;
-use crate::front::connection;
-use crate::front::credential::CredentialMemo;
+use crate::front::listener;
 use crate::front::pipeline::Gateway;
-use crate::ops::admin;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -90,14 +86,13 @@ impl Bound {
             front,
             admin,
         } = self;
-        let grace = gateway.config.server.shutdown_grace;
         tracing::info!(
             front = %front.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             admin = %admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             upstream = %crate::config::mask_password(&gateway.config.upstream.base_url),
             "listening"
         );
-        crate::ops::admin_auth::warn_if_unguarded(&gateway.config.admin);
+        crate::admin::auth::warn_if_unguarded(&gateway.config.admin);
 
         let upkeep = {
             let metrics = gateway.metrics.clone();
@@ -119,44 +114,7 @@ impl Bound {
         let (stop_admin, admin_stopped) = watch::channel(false);
         let admin_task = tokio::spawn(admin::serve(admin, gateway.clone(), admin_stopped));
 
-        let builder = Arc::new(connection::builder(&gateway.config.server));
-        let (drain, draining) = watch::channel(false);
-        // One permit per open connection (SPEC §14): without one nothing is accepted, and
-        // further connections wait in the kernel's listen backlog.
-        let open_at_most = gateway
-            .config
-            .server
-            .max_connections
-            .min(Semaphore::MAX_PERMITS);
-        let permits = Arc::new(Semaphore::new(open_at_most));
-        // Every connection task, so that those still open when the grace runs out can be
-        // dropped at once; finished ones are reaped as the loop goes.
-        let mut connections = JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                accepted = accept(&front, &permits) => {
-                    let Some((stream, permit)) = accepted else { continue };
-                    let task = connection(stream, gateway.clone(), builder.clone(), draining.clone());
-                    connections.spawn(async move {
-                        task.await;
-                        drop(permit);
-                    });
-                }
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            }
-        }
-
-        drop(front);
-        gateway.start_draining();
-        tracing::info!(grace_ms = grace.as_millis() as u64, "draining");
-        let _ = drain.send(true);
-        let drained = async { while connections.join_next().await.is_some() {} };
-        if tokio::time::timeout(grace, drained).await.is_err() {
-            tracing::warn!("shutdown grace passed; dropping remaining connections");
-        }
-        connections.shutdown().await;
+        listener::serve(front, gateway.clone(), shutdown).await;
         let _ = stop_admin.send(true);
         let _ = admin_task.await;
         upkeep.abort();
@@ -165,34 +123,4 @@ impl Bound {
         }
         tracing::info!("stopped");
     }
-}
-
-/// Waits for a free connection permit, then for a connection; `None` after an accept error
-/// (out of file descriptors and the like), after a short back-off instead of spinning.
-async fn accept(
-    front: &TcpListener,
-    permits: &Arc<Semaphore>,
-) -> Option<(TcpStream, OwnedSemaphorePermit)> {
-    let permit = permits.clone().acquire_owned().await.ok()?;
-    match front.accept().await {
-        Ok((stream, _)) => Some((stream, permit)),
-        Err(e) => {
-            tracing::warn!(error = %e, "accept failed");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            None
-        }
-    }
-}
-
-/// One front connection, from its first byte to its end.
-async fn connection(
-    stream: TcpStream,
-    gateway: Arc<Gateway>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    draining: watch::Receiver<bool>,
-) {
-    let limit = gateway.config.server.header_read_timeout;
-    let memo = CredentialMemo::default();
-    let handle = move |request| gateway.handle(request, &memo);
-    connection::drive(stream, &builder, limit, draining, handle).await;
 }

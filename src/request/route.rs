@@ -11,8 +11,8 @@
 
 use http::{Method, Uri};
 
-pub use crate::front::guid::Guid;
-use crate::front::target::{self, Target};
+pub use crate::guid::Guid;
+use crate::request::target::{self, Target};
 pub use crate::resource::{IdField, ItemRef};
 use crate::resource::{Resource, Resources};
 

@@ -8,7 +8,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use uuid::Uuid;
 
-use crate::front::guid::Guid;
+use crate::guid::Guid;
 
 /// `MS-CorrelationId`: traces one call through every log it touches.
 pub static CORRELATION_ID: HeaderName = HeaderName::from_static("ms-correlationid");

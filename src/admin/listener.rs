@@ -2,7 +2,7 @@
 //!
 //! It lives on its own port so that nothing a partner service can reach on the front port can
 //! purge the cache or read internals, and so that probes keep answering while the front drains.
-//! Its `GET` endpoints are open; purges pass [`admin_auth`](crate::ops::admin_auth) first.
+//! Its `GET` endpoints are open; purges pass [`admin_auth`](crate::admin::auth) first.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,13 +13,13 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::admin::auth::authorize_purge;
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::front::connection;
-use crate::front::correlation::Correlation;
 use crate::front::pipeline::Gateway;
-use crate::front::route::Guid;
-use crate::ops::admin_auth::authorize_purge;
+use crate::request::correlation::Correlation;
+use crate::request::route::Guid;
 use crate::resource::{ItemRef, Purge, Resource};
 
 /// Accepts admin connections until `stop` turns true. Each is driven like a front connection

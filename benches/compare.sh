@@ -29,6 +29,8 @@
 #   CELLS="hit1 hitN miss static"                     which cells to run
 #   SERVER_CPU=0 CLIENT_CPU=1
 #   SKIP_BUILD=1      use the binaries already in target/release
+#   GATEWAY_BIN=PATH  measure this gateway binary instead (e.g. one built from an earlier commit,
+#                     for a before/after pair of runs); the table's header names it
 #   KEEP_TMP=1        keep the temp dir (configs, logs, wrk outputs) and say where it is
 # PARTNER_GATEWAY__* variables in the environment reach the gateways (e.g.
 # PARTNER_GATEWAY__CACHE__PARTITION=shared), except the keys this script sets itself.
@@ -209,7 +211,7 @@ if [[ $SKIP_BUILD != 1 ]]; then
     cargo build --release --quiet --example bench-origin --example bench-static \
       --example bench-forward-proxy) || die "cargo build failed"
 fi
-GATEWAY_BIN=$ROOT/target/release/partner-gateway
+GATEWAY_BIN=${GATEWAY_BIN:-$ROOT/target/release/partner-gateway}
 EXAMPLES=$ROOT/target/release/examples
 for bin in "$GATEWAY_BIN" "$EXAMPLES/bench-origin" "$EXAMPLES/bench-static" "$EXAMPLES/bench-forward-proxy"; do
   [[ -x $bin ]] || die "$bin missing (run without SKIP_BUILD=1)"
@@ -449,6 +451,7 @@ HEADER=$TMP/header.md
   echo "- date: $(date -R)"
   echo "- CPU: ${CPU_MODEL:-unknown}, $NCPU cores online (\`lscpu\`: $CPU_LSCPU)"
   echo "- kernel: $(uname -sr); $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(varnishd -V 2>&1 | head -n 1 | sed 's/ revision.*//; s/^varnishd (//'), $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
+  [[ $GATEWAY_BIN == "$ROOT/target/release/partner-gateway" ]] || echo "- gateway binary: $GATEWAY_BIN"
   echo "- partner-gateway $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo ' (+ uncommitted changes)') (release build)"
   echo "- wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, \`$AUTH_HEADER\` on every request;" \
     "$ROUNDS round(s), cells in rotated order each round; servers on CPU $SERVER_CPU," \

@@ -99,6 +99,23 @@ impl GatewayError {
         }
     }
 
+    /// Whether a request that failed this way, once handed to the upstream exchange, may have
+    /// reached Partner Center and been applied there: no answer head came back (a timeout, a
+    /// broken connection, a body cut off on its way). A write that ends so invalidates as a 2xx
+    /// would (SPEC §4.4); a refusal of the gateway's own (budget, cooldown, a bad request) never
+    /// left it.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::UpstreamUnavailable(_)
+                | GatewayError::UpstreamTimeout(_)
+                | GatewayError::RequestTimeout
+                | GatewayError::PayloadTooLarge { .. }
+                | GatewayError::RequestBodyBroken
+                | GatewayError::Internal
+        )
+    }
+
     /// The SPEC §7 JSON answer, with the request's correlation headers.
     pub fn into_response(self, correlation: &Correlation) -> Response<Body> {
         let (status, name) = self.status_and_name();

@@ -19,10 +19,12 @@
 //!    the shared budget; it hands received purges to whoever registered for them.
 //! 8. [`cache`]: answering cached routes from memory (and the shared tier), one fill per key,
 //!    one freshness policy.
-//! 9. [`front`]: the front listener and the pipeline every client request runs through.
-//! 10. [`admin`]: the admin port, which looks into what the front built.
-//! 11. [`server`]: the running gateway — both listeners, the fleet and upkeep, the drain.
-//! 12. [`demo`] (the walk-through and the Partner Center simulator) and [`cli`].
+//! 9. [`changes`]: the one path every invalidation takes (a write, an admin purge, the fleet's),
+//!    carried out to the end in a task of its own.
+//! 10. [`front`]: the front listener and the pipeline every client request runs through.
+//! 11. [`admin`]: the admin port, which looks into what the front built.
+//! 12. [`server`]: the running gateway — both listeners, the fleet and upkeep, the drain.
+//! 13. [`demo`] (the walk-through and the Partner Center simulator) and [`cli`].
 
 pub mod outcome;
 
@@ -45,6 +47,8 @@ pub mod upstream;
 pub mod fleet;
 
 pub mod cache;
+
+pub mod changes;
 
 pub mod front;
 

@@ -64,6 +64,8 @@ vocabulary! {
         NoStore => "no_store",
         /// Bigger than the entry limit.
         TooLarge => "too_large",
+        /// In a content coding other than gzip (which is decoded), or gzip that does not decode.
+        Encoding => "encoding",
     }
 }
 

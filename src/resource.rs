@@ -237,3 +237,24 @@ pub enum Purge {
     /// Everything.
     All,
 }
+
+/// A purge as its path reads (`customers/{c}/orders/{o}`, `customers/{c}/subscriptions`,
+/// `customers/{c}`, `all`), for log lines.
+impl std::fmt::Display for Purge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Purge::One(item) => match item.resource.collection() {
+                Some(collection) => {
+                    write!(f, "customers/{}/{collection}/{}", item.customer, item.id)
+                }
+                None => write!(f, "customers/{}", item.customer),
+            },
+            Purge::EveryOf(resource, customer) => match resource.collection() {
+                Some(collection) => write!(f, "customers/{customer}/{collection}"),
+                None => write!(f, "customers/{customer}"),
+            },
+            Purge::Customer(customer) => write!(f, "customers/{customer}/*"),
+            Purge::All => f.write_str("all"),
+        }
+    }
+}

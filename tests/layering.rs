@@ -30,6 +30,8 @@ const FLOORS: &[&[&str]] = &[
     &["fleet"],
     // memory and shared tiers, fills, freshness
     &["cache"],
+    // the one invalidation path every change takes
+    &["changes"],
     // the front listener and the request pipeline
     &["front"],
     // the admin listener, which looks into what the front built

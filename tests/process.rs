@@ -327,9 +327,11 @@ async fn a_purge_logs_one_json_object_per_line_without_duplicate_keys() {
     let line = &purges[0];
     assert_eq!(line["target"], "partner_gateway::admin::listener");
     assert_eq!(line["purged"], 0);
-    assert!(line["purge"]
-        .as_str()
-        .is_some_and(|p| p.contains("Customer")));
+    assert_eq!(
+        line["purge"],
+        format!("customers/{GUID_A}/*"),
+        "the purge as its path reads"
+    );
     assert_eq!(line["correlation_id"], GUID_B);
     assert!(line["peer"]
         .as_str()
@@ -359,4 +361,111 @@ fn the_log_line_check_sees_a_duplicate_key() {
             "{bad}"
         );
     }
+}
+
+/// SPEC §9: writing logs never blocks a request. Standard output is a pipe nobody reads (a log
+/// shipper that stopped): once it and the gateway's queue are full, lines are dropped and
+/// counted, and requests are answered as before.
+#[tokio::test]
+async fn a_log_output_nobody_reads_drops_lines_and_never_holds_a_request() {
+    let order = "5e2a1c3b-0000-4000-8000-0000000000aa";
+    let body = serde_json::json!({
+        "id": order,
+        "status": "completed",
+        "attributes": {"etag": "v1", "objectType": "Order"}
+    })
+    .to_string();
+    let upstream = MockServer::start_async().await;
+    upstream
+        .mock_async(|when, then| {
+            when.any_request();
+            then.status(200)
+                .header("content-type", "application/json")
+                .body(body);
+        })
+        .await;
+    let base = upstream.base_url();
+    let mut child = gateway_command(
+        &[],
+        &[
+            ("PARTNER_GATEWAY__SERVER__LISTEN", "127.0.0.1:0"),
+            ("PARTNER_GATEWAY__ADMIN__LISTEN", "127.0.0.1:0"),
+            ("PARTNER_GATEWAY__UPSTREAM__BASE_URL", &base),
+            // Dozens of lines per request: the pipe and the queue fill within a few hundred.
+            ("RUST_LOG", "trace"),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn");
+    // Read up to the listening line, then never again (the pipe stays open, unread).
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let (front, admin, out) = tokio::task::spawn_blocking(move || loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).expect("read") > 0,
+            "no listening line"
+        );
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if json["message"] == "listening" {
+            let addr = |k: &str| json[k].as_str().expect("address").to_owned();
+            break (addr("front"), addr("admin"), out);
+        }
+    })
+    .await
+    .expect("reader");
+
+    let url = format!("http://{front}{}", order_path(GUID_A, order));
+    let auth = [("authorization", "Bearer stalled-logs")];
+    let dropped = || async {
+        let metrics = get(&format!("http://{admin}/metrics"), &[]).await;
+        let text = String::from_utf8_lossy(&metrics.body).into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix("partner_gateway_log_lines_dropped_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .expect("the dropped-lines counter is exported")
+    };
+    // Rounds of 100 concurrent hits until lines are dropped (bounded: 200 rounds).
+    let mut slowest = Duration::ZERO;
+    let mut round = 0;
+    while dropped().await == 0.0 {
+        round += 1;
+        assert!(round <= 200, "no line dropped after {round} rounds");
+        let batch: Vec<_> = (0..100)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move {
+                    let started = std::time::Instant::now();
+                    let reply = tokio::time::timeout(Duration::from_secs(5), get(&url, &auth))
+                        .await
+                        .expect("answered within 5 s, logs or no logs");
+                    (reply.status, started.elapsed())
+                })
+            })
+            .collect();
+        for request in batch {
+            let (status, took) = request.await.expect("request");
+            assert_eq!(status, StatusCode::OK, "round {round}");
+            slowest = slowest.max(took);
+        }
+    }
+    // And after: a hit is answered as before.
+    let started = std::time::Instant::now();
+    assert_eq!(get(&url, &auth).await.status, StatusCode::OK);
+    slowest = slowest.max(started.elapsed());
+    assert!(
+        slowest < Duration::from_secs(2),
+        "slowest request {slowest:?}"
+    );
+
+    let status = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let _ = child.wait();
+    drop(out);
 }

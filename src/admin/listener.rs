@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::admin::auth::authorize_purge;
 use crate::body::Body;
+use crate::changes::invalidate::{Cause, Invalidated};
 use crate::error::GatewayError;
 use crate::front::connection;
 use crate::front::pipeline::Gateway;
@@ -213,28 +214,13 @@ async fn cache_admin(
             r#"{"error":"customer and item ids must be GUIDs"}"#.to_owned(),
         ));
     };
-    // A purge may remove many entries one by one (a whole cache: 100,000s): it runs on the
-    // blocking pool, never on a worker that answers requests.
-    // In fleet mode the shared tier is purged too (SPEC §12.3); N counts both.
-    let tiers = gateway.tiers.clone();
-    let purged = tokio::task::spawn_blocking(move || tiers.purge_memory(target)).await;
-    let Ok(purged) = purged else {
-        tracing::error!(purge = ?target, "cache purge failed");
-        return correlated(json(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            r#"{"error":"purge failed"}"#.to_owned(),
-        ));
-    };
-    let purged = purged + gateway.tiers.purge_shared(target).await;
-    // Fleet mode: every live replica drops it too, and the answer says how many confirmed.
-    let replicas = match &gateway.bus {
-        Some(bus) => Some(bus.broadcast(target).await),
-        None => None,
-    };
+    // The one invalidation path: memory (a large purge on the blocking pool), the shared tier
+    // (N counts both), and in fleet mode every live replica, whose confirmations R counts.
+    let Invalidated { purged, replicas } = gateway.changes.run(vec![target], Cause::Admin).await;
     // `purge`, not `target`: every line already has a `target` (the module), one key per name.
     tracing::info!(
         purged,
-        purge = ?target,
+        purge = %target,
         %peer,
         correlation_id = correlation.correlation_str(),
         request_id = correlation.request_str(),

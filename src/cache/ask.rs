@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, IF_NONE_MATCH};
+use http::header::{
+    HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, IF_NONE_MATCH,
+};
 use http::{response, Request, Response, StatusCode};
 
 use crate::body::{read_limited, Body, Limited};
@@ -16,11 +18,12 @@ use crate::cache::cacheability;
 use crate::cache::key::{detach, CacheKey, KeyMaker};
 use crate::cache::policy::Policy;
 use crate::cache::store::Entry;
-use crate::cache::tier::{Epoch, Tiers};
+use crate::cache::tier::{Stamp, Tiers};
 use crate::config::CacheConfig;
 use crate::error::GatewayError;
 use crate::observe::metrics::Metrics;
 use crate::outcome::{CacheState, NotStored, Refusal, Tier};
+use crate::request::coding;
 use crate::upstream::client::describe;
 use crate::upstream::exchange::{Exchange, Failure, Purpose};
 use crate::upstream::shield::ScopeKey;
@@ -93,7 +96,7 @@ impl FillContext {
 pub async fn fetch(
     ctx: &FillContext,
     key: &CacheKey,
-    epoch: Epoch,
+    stamp: Stamp,
     prior: Option<Arc<Entry>>,
     scope: ScopeKey,
     mut request: Request<Body>,
@@ -101,6 +104,10 @@ pub async fn fetch(
     if let Some(etag) = prior.as_ref().and_then(|p| p.etag.clone()) {
         request.headers_mut().insert(IF_NONE_MATCH, etag);
     }
+    // Every client is answered from an identity-coded entry (SPEC §4.2): never the client's
+    // Accept-Encoding, which the fill's other callers may not share.
+    let identity = HeaderValue::from_static("identity");
+    request.headers_mut().insert(ACCEPT_ENCODING, identity);
     let limit = ctx.entry_limit;
     let read = ctx
         .exchange
@@ -110,7 +117,7 @@ pub async fn fetch(
                 .map_err(|e| GatewayError::UpstreamUnavailable(describe(&e)))
         })
         .await;
-    let (head, body) = match read {
+    let (mut head, mut body) = match read {
         Ok(Limited::Whole(head, body)) => (head, body),
         Ok(Limited::Oversized(response)) => {
             ctx.metrics.not_stored(NotStored::TooLarge);
@@ -148,7 +155,7 @@ pub async fn fetch(
     if status == StatusCode::NOT_MODIFIED {
         if let Some(prior) = prior.as_ref().filter(|p| p.etag.is_some()) {
             let entry = Arc::new(prior.refreshed(now));
-            ctx.tiers.put(key.clone(), entry.clone(), epoch).await;
+            ctx.tiers.put(key.clone(), entry.clone(), stamp).await;
             return Outcome::Entry {
                 entry,
                 state: CacheState::Revalidated,
@@ -167,10 +174,26 @@ pub async fn fetch(
             };
         }
     }
+    // What may be stored is stored decoded; anything still in a coding is passed through, to
+    // the callers that accept it (the others ask for their own copy).
+    if status == StatusCode::OK || status == StatusCode::NOT_FOUND {
+        match identity_coded(&mut head, body, limit) {
+            Ok(decoded) => body = decoded,
+            Err((reason, coded)) => {
+                ctx.metrics.not_stored(reason);
+                tracing::info!(
+                    reason = reason.as_str(),
+                    status = status.as_u16(),
+                    "order response not stored"
+                );
+                return Outcome::Passed { head, body: coded };
+            }
+        }
+    }
     let content_type = head.headers.get(CONTENT_TYPE).map(detach);
     if status == StatusCode::NOT_FOUND && ctx.remember_not_found {
         let entry = Arc::new(Entry::new(status, body, content_type, None, now));
-        ctx.tiers.put(key.clone(), entry.clone(), epoch).await;
+        ctx.tiers.put(key.clone(), entry.clone(), stamp).await;
         return Outcome::Entry {
             entry,
             state: CacheState::Miss,
@@ -191,7 +214,7 @@ pub async fn fetch(
                 Some(storable.etag),
                 now,
             ));
-            ctx.tiers.put(key.clone(), entry.clone(), epoch).await;
+            ctx.tiers.put(key.clone(), entry.clone(), stamp).await;
             Outcome::Entry {
                 entry,
                 state: if unchanged {
@@ -212,6 +235,36 @@ pub async fn fetch(
             );
             Outcome::Passed { head, body }
         }
+    }
+}
+
+/// The body in identity coding: as it is when it came so, decoded (at most `limit` bytes) when
+/// it came gzip although the fill asked for identity — its `Content-Encoding` and
+/// `Content-Length` then removed from `head`. Any other coding, or gzip that does not decode
+/// within the limit, gives the reason and the bytes as they came.
+fn identity_coded(
+    head: &mut response::Parts,
+    body: Bytes,
+    limit: usize,
+) -> Result<Bytes, (NotStored, Bytes)> {
+    let Some(coding) = coding::of_answer(&head.headers) else {
+        return Ok(body);
+    };
+    if coding != "gzip" && coding != "x-gzip" {
+        return Err((NotStored::Encoding, body));
+    }
+    let mut decoded = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    let reader = flate2::read::GzDecoder::new(&body[..]);
+    // One byte past the limit tells "too large" from "exactly the limit".
+    let bound = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    match std::io::Read::read_to_end(&mut std::io::Read::take(reader, bound), &mut decoded) {
+        Ok(n) if n <= limit => {
+            head.headers.remove(CONTENT_ENCODING);
+            head.headers.remove(CONTENT_LENGTH);
+            Ok(Bytes::from(decoded))
+        }
+        Ok(_) => Err((NotStored::TooLarge, body)),
+        Err(_) => Err((NotStored::Encoding, body)),
     }
 }
 

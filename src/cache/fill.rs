@@ -6,8 +6,15 @@
 //! client hanging up never restarts it. This is a single-flight beside moka rather than moka's
 //! `get_with`: a fill has more outcomes than "a value" (an uncacheable answer to share, the
 //! prior entry to keep serving, an error) and must not be cancelled with its first caller.
+//!
+//! No fill outlives an invalidation (SPEC §4.2): a fill remembers the purge epoch of its key's
+//! customer, read before it asks the upstream. A request that finds a fill whose epoch is no
+//! longer the current one (a write, a purge or a fleet invalidation came since) does not join
+//! it: it starts a fill of its own, which takes the older one's place for later requests. The
+//! check is two integers compared on the miss path; a hit never comes here.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -20,7 +27,7 @@ use crate::cache::key::CacheKey;
 use crate::cache::policy::Freshness;
 use crate::cache::shared::Lease;
 use crate::cache::store::Entry;
-use crate::cache::tier::{Tiers, LEASE_HOLD};
+use crate::cache::tier::{Epoch, Stamp, Tiers, LEASE_HOLD};
 use crate::config::CacheConfig;
 use crate::error::GatewayError;
 use crate::observe::metrics::Metrics;
@@ -36,9 +43,18 @@ type SharedOutcome = Shared<BoxFuture<'static, Arc<Outcome>>>;
 /// [`crate::cache::key::KeyMaker::fill_scope`]).
 type FillKey = (CacheKey, Option<Fingerprint>);
 
+/// One fill in progress: which fill it is, the purge epoch it was started under, its outcome.
+struct Flight {
+    serial: u64,
+    epoch: Epoch,
+    outcome: SharedOutcome,
+}
+
 /// The fills in progress, by key, and what they need.
 pub struct Fills {
-    in_flight: Mutex<HashMap<FillKey, SharedOutcome, foldhash::fast::RandomState>>,
+    in_flight: Mutex<HashMap<FillKey, Flight, foldhash::fast::RandomState>>,
+    /// Numbers fills, so that a fill leaving the map takes out itself, not a newer one.
+    serials: AtomicU64,
     ctx: FillContext,
 }
 
@@ -52,13 +68,15 @@ impl Fills {
     ) -> Fills {
         Fills {
             in_flight: Mutex::default(),
+            serials: AtomicU64::new(0),
             ctx: FillContext::new(config, tiers, exchange, metrics),
         }
     }
 
     /// Joins the fill in progress for `key` (sent with `fill_scope`'s credential, in `shared`
-    /// mode), or starts one with the request `build` makes. Returns the shared outcome and
-    /// whether this caller joined an existing fill.
+    /// mode), or starts one with the request `build` makes — also when the fill in progress
+    /// began before the key's latest invalidation. Returns the shared outcome and whether this
+    /// caller joined an existing fill.
     pub fn start_or_join(
         self: &Arc<Self>,
         key: &CacheKey,
@@ -73,19 +91,33 @@ impl Fills {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let fill_key = (key.clone(), fill_scope);
-        if let Some(shared) = in_flight.get(&fill_key) {
-            return (shared.clone(), true);
+        let epoch = self.ctx.tiers.epoch(key);
+        if let Some(flight) = in_flight.get(&fill_key) {
+            if flight.epoch == epoch {
+                return (flight.outcome.clone(), true);
+            }
         }
-        let shared = self.spawn(fill_key.clone(), build(), prior, scope, directives);
-        in_flight.insert(fill_key, shared.clone());
-        (shared, false)
+        let serial = self.serials.fetch_add(1, Ordering::Relaxed);
+        let started = Started {
+            fill_key: fill_key.clone(),
+            serial,
+            epoch,
+        };
+        let outcome = self.spawn(started, build(), prior, scope, directives);
+        let flight = Flight {
+            serial,
+            epoch,
+            outcome: outcome.clone(),
+        };
+        in_flight.insert(fill_key, flight);
+        (outcome, false)
     }
 
     /// Runs one fill in its own task; what every caller of the key awaits. Not generic (the
     /// refresh it may start re-enters here).
     fn spawn(
         self: &Arc<Self>,
-        fill_key: FillKey,
+        started: Started,
         request: Result<Request<Body>, GatewayError>,
         prior: Option<Arc<Entry>>,
         scope: ScopeKey,
@@ -96,12 +128,20 @@ impl Fills {
             async move {
                 // Out of the map however the task ends, a panic included: a key must never
                 // stay stuck with a failed outcome.
-                let done = Done(fills.clone(), fill_key);
-                let (key, fill_scope) = (&done.1 .0, done.1 .1);
+                let epoch = started.epoch;
+                let done = Done(fills.clone(), started);
+                let (key, fill_scope) = (&done.1.fill_key.0, done.1.fill_key.1);
                 let step = match request {
                     Ok(request) => {
                         let ctx = &fills.ctx;
-                        run(ctx, key, fill_scope, prior, scope, directives, request).await
+                        let fill = Fill {
+                            key,
+                            epoch,
+                            fill_scope,
+                            scope,
+                            directives,
+                        };
+                        run(ctx, fill, prior, request).await
                     }
                     Err(e) => Step::Done(Outcome::Failed(e.into())),
                 };
@@ -146,17 +186,41 @@ impl Fills {
     }
 }
 
-/// Takes a fill out of the in-flight map when dropped.
-struct Done(Arc<Fills>, FillKey);
+/// Which fill a task runs: its key, its number, the purge epoch it was started under.
+struct Started {
+    fill_key: FillKey,
+    serial: u64,
+    epoch: Epoch,
+}
+
+/// Takes a fill out of the in-flight map when dropped — unless a newer fill for the key has
+/// taken its place there.
+struct Done(Arc<Fills>, Started);
 
 impl Drop for Done {
     fn drop(&mut self) {
-        self.0
+        let mut in_flight = self
+            .0
             .in_flight
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.1);
+            .unwrap_or_else(PoisonError::into_inner);
+        if in_flight
+            .get(&self.1.fill_key)
+            .is_some_and(|flight| flight.serial == self.1.serial)
+        {
+            in_flight.remove(&self.1.fill_key);
+        }
     }
+}
+
+/// What one fill is for.
+struct Fill<'a> {
+    key: &'a CacheKey,
+    /// Read before the upstream is asked: nothing is stored if a purge came since.
+    epoch: Epoch,
+    fill_scope: Option<Fingerprint>,
+    scope: ScopeKey,
+    directives: RequestDirectives,
 }
 
 /// What the first part of a fill decided.
@@ -174,14 +238,17 @@ enum Step {
 /// One fill: ask the upstream (conditionally when there is a prior entry), judge, store.
 async fn run(
     ctx: &FillContext,
-    key: &CacheKey,
-    fill_scope: Option<Fingerprint>,
+    fill: Fill<'_>,
     mut prior: Option<Arc<Entry>>,
-    scope: ScopeKey,
-    directives: RequestDirectives,
     request: Request<Body>,
 ) -> Step {
-    let epoch = ctx.tiers.epoch(key);
+    let Fill {
+        key,
+        epoch,
+        fill_scope,
+        scope,
+        directives,
+    } = fill;
     // Fresh for the request that started the fill: its `no-cache` or `max-age` still holds.
     let fresh = |entry: &Entry| {
         let age = entry.age(Instant::now());
@@ -224,11 +291,11 @@ async fn run(
     // upstream; the others wait for what it stores, and ask themselves only if it stores
     // nothing usable (an error, an uncacheable answer) or Redis fails.
     let lease_scope = fill_scope.map_or_else(|| "-".to_owned(), |f| f.to_hex());
-    let mut lease = None;
+    let (mut lease, mut generation) = (None, None);
     if ctx.tiers.is_shared() {
         let hold = LEASE_HOLD.min(ctx.lease_ttl);
         match ctx.tiers.take_lease(key, &lease_scope, hold).await {
-            Lease::Held(token) => lease = Some(token),
+            Lease::Held(token, read) => (lease, generation) = (Some(token), Some(read)),
             Lease::Busy => {
                 ctx.metrics.lease_wait();
                 let until = Instant::now() + ctx.lease_ttl;
@@ -236,15 +303,23 @@ async fn run(
                     .tiers
                     .wait_for_fill(key, &lease_scope, epoch, until, fresh)
                     .await;
-                if let Some(entry) = waited {
-                    return Step::Done(Outcome::Entry {
-                        entry,
-                        state: CacheState::Miss,
-                        upstream_status: None,
-                        tier: Some(Tier::L2),
-                    });
+                match waited {
+                    Ok(Some(entry)) => {
+                        return Step::Done(Outcome::Entry {
+                            entry,
+                            state: CacheState::Miss,
+                            upstream_status: None,
+                            tier: Some(Tier::L2),
+                        })
+                    }
+                    // The holder stored nothing usable: this fill asks itself, under the
+                    // generation it reads now (SPEC §12.3).
+                    Ok(None) => generation = ctx.tiers.generation(key).await,
+                    // Redis failed: no further call (SPEC §12.5), nothing stored there.
+                    Err(()) => {}
                 }
             }
+            // Redis failed: no further call (SPEC §12.5); nothing is stored in the shared tier.
             Lease::Unavailable => {}
         }
     }
@@ -252,7 +327,8 @@ async fn run(
         ctx.tiers
             .keep_lease(key, &lease_scope, token, ctx.lease_ttl)
     });
-    let outcome = fetch(ctx, key, epoch, prior, scope, request).await;
+    let stamp = Stamp { epoch, generation };
+    let outcome = fetch(ctx, key, stamp, prior, scope, request).await;
     if let Some(token) = lease {
         drop(keeper);
         ctx.tiers.release_lease(key, &lease_scope, &token).await;

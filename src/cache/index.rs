@@ -28,6 +28,9 @@ pub type Hasher = foldhash::fast::RandomState;
 pub struct Index {
     items: HashMap<ItemRef, Vec<(Variant, u64)>, Hasher>,
     customers: HashMap<Guid, HashSet<(Resource, Guid), Hasher>, Hasher>,
+    /// Entries recorded per resource, kept as they come and go: a scrape reads it, never
+    /// walks the index.
+    counts: [u64; Resource::ALL.len()],
 }
 
 impl Index {
@@ -37,12 +40,16 @@ impl Index {
             // Most items have one variant: an exact-size vector (a first push would reserve 4).
             MapEntry::Vacant(slot) => {
                 slot.insert(vec![(variant, id)]);
+                self.counts[key.item.resource.index()] += 1;
             }
             MapEntry::Occupied(mut slot) => {
                 let variants = slot.get_mut();
                 match variants.iter_mut().find(|(v, _)| *v == variant) {
                     Some(found) => found.1 = id,
-                    None => variants.push((variant, id)),
+                    None => {
+                        variants.push((variant, id));
+                        self.counts[key.item.resource.index()] += 1;
+                    }
                 }
             }
         }
@@ -57,9 +64,12 @@ impl Index {
         let Some(variants) = self.items.get_mut(&key.item) else {
             return;
         };
+        let before = variants.len();
         variants.retain(|((locale, partition), recorded)| {
             !(*recorded == id && *locale == key.locale && *partition == key.partition)
         });
+        let count = &mut self.counts[key.item.resource.index()];
+        *count = count.saturating_sub((before - variants.len()) as u64);
         if variants.is_empty() {
             self.items.remove(&key.item);
             self.forget_item_of_customer(key.item);
@@ -101,10 +111,10 @@ impl Index {
 
     /// Removes an item's record and returns its keys.
     pub fn take_item(&mut self, item: ItemRef) -> Vec<CacheKey> {
-        let keys = self
-            .items
-            .remove(&item)
-            .unwrap_or_default()
+        let variants = self.items.remove(&item).unwrap_or_default();
+        let count = &mut self.counts[item.resource.index()];
+        *count = count.saturating_sub(variants.len() as u64);
+        let keys = variants
             .into_iter()
             .map(|((locale, partition), _)| CacheKey {
                 item,
@@ -116,12 +126,8 @@ impl Index {
         keys
     }
 
-    /// Entries held per resource (in [`Resource::ALL`] order).
+    /// Entries held per resource (in [`Resource::ALL`] order): counters, not a walk.
     pub fn per_resource(&self) -> [u64; Resource::ALL.len()] {
-        let mut counts = [0; Resource::ALL.len()];
-        for (item, variants) in &self.items {
-            counts[item.resource.index()] += variants.len() as u64;
-        }
-        counts
+        self.counts
     }
 }

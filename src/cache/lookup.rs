@@ -23,6 +23,7 @@ use crate::config::CacheConfig;
 use crate::error::GatewayError;
 use crate::observe::metrics::Metrics;
 use crate::outcome::{CacheState, Note, Tier, X_CACHE};
+use crate::request::coding;
 use crate::request::conditional::{if_none_match_matches, RequestDirectives};
 use crate::request::correlation::{Correlation, CORRELATION_ID, REQUEST_ID};
 use crate::request::credential::Fingerprint;
@@ -227,6 +228,11 @@ impl OrderCache {
                 Ok(answer(entry, stale, parts, correlation, note, now))
             }
             Outcome::Passed { head, body } => {
+                // Passed in a coding this caller's request does not accept: its own copy.
+                if !coding::accepts(&parts.headers, coding::of_answer(&head.headers).as_deref()) {
+                    let own = Box::pin(self.own_copy(parts, scope, correlation, note)).await?;
+                    return Ok(marked(own, CacheState::Miss, note));
+                }
                 note.upstream_status = Some(head.status.as_u16());
                 let body = if head_only {
                     Body::empty()
@@ -252,17 +258,7 @@ impl OrderCache {
                         response
                     }
                     // Someone else is streaming the one oversized answer; fetch our own copy.
-                    None => {
-                        let own = self.exchange.forward(
-                            parts,
-                            Body::empty(),
-                            scope,
-                            Purpose::Cached,
-                            correlation,
-                            note,
-                        );
-                        Box::pin(own).await?
-                    }
+                    None => Box::pin(self.own_copy(parts, scope, correlation, note)).await?,
                 };
                 Ok(marked(response, CacheState::Miss, note))
             }
@@ -271,6 +267,21 @@ impl OrderCache {
                 Err(failure.error.clone())
             }
         }
+    }
+
+    /// This caller's own upstream request, as it came (its own `Accept-Encoding` included), for
+    /// when the fill's answer cannot be shared with it.
+    async fn own_copy(
+        &self,
+        parts: &request::Parts,
+        scope: ScopeKey,
+        correlation: &Correlation,
+        note: &mut Note,
+    ) -> Result<Response<Body>, GatewayError> {
+        let purpose = Purpose::Cached;
+        (self.exchange)
+            .forward(parts, Body::empty(), scope, purpose, correlation, note)
+            .await
     }
 
     /// `only-if-cached` after a memory miss in fleet mode: the shared tier's entry, used as it

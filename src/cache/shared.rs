@@ -22,8 +22,11 @@ use crate::observe::metrics::Metrics;
 use crate::outcome::L2Lookup;
 use crate::resource::Purge;
 
-/// Stores an entry and records it in its item's and customer's indexes, all with expiries.
+/// Stores an entry and records it in its item's and customer's indexes, all with expiries —
+/// unless the customer's generation (KEYS[4]) is no longer the one the fill read before it asked
+/// the upstream (ARGV[3]): an invalidation came since, and the older body must not return.
 const PUT: &str = r"
+if (tonumber(redis.call('GET', KEYS[4])) or 0) ~= tonumber(ARGV[3]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 for i = 2, 3 do
   redis.call('SADD', KEYS[i], i == 2 and KEYS[1] or KEYS[2])
@@ -34,12 +37,15 @@ end
 return 1
 ";
 
-/// Drops the entries of the items whose indexes are given (KEYS[2..]) and unlinks them from
-/// the customer's index (KEYS[1]); with none given, every item of the customer whose index
-/// name starts with ARGV[1] (empty: all of them).
+/// Advances the customer's generation (KEYS[2], kept ARGV[2] ms), so that no fill that read it
+/// before stores afterwards; then drops the entries of the items whose indexes are given
+/// (KEYS[3..]) and unlinks them from the customer's index (KEYS[1]); with none given, every
+/// item of the customer whose index name starts with ARGV[1] (empty: all of them).
 const PURGE: &str = r"
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
 local items = {}
-for i = 2, #KEYS do items[#items + 1] = KEYS[i] end
+for i = 3, #KEYS do items[#items + 1] = KEYS[i] end
 if #items == 0 then
   for _, item in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     if string.sub(item, 1, #ARGV[1]) == ARGV[1] then items[#items + 1] = item end
@@ -53,8 +59,15 @@ for _, item in ipairs(items) do
   redis.call('DEL', item)
   redis.call('SREM', KEYS[1], item)
 end
-if #KEYS == 1 and ARGV[1] == '' then redis.call('DEL', KEYS[1]) end
+if #KEYS == 2 and ARGV[1] == '' then redis.call('DEL', KEYS[1]) end
 return dropped
+";
+
+/// Takes a fill's lease (KEYS[1]) if it is free, and reads the customer's generation (KEYS[2])
+/// in the same step: the generation the fill's answer will be stored under.
+const TAKE: &str = r"
+local taken = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+return {taken and 1 or 0, tonumber(redis.call('GET', KEYS[2])) or 0}
 ";
 
 /// Deletes a lease only if it is still the caller's (its token), so a lease that expired and
@@ -73,8 +86,9 @@ return 0
 /// Whether this replica may fill a key for the fleet (SPEC §12.2).
 #[derive(Debug)]
 pub enum Lease {
-    /// Taken: this replica asks the upstream, then releases it with this token.
-    Held(String),
+    /// Taken: this replica asks the upstream, then releases it with this token; what it
+    /// stores is stored under this customer generation.
+    Held(String, u64),
     /// Another replica is filling the key: wait for what it stores.
     Busy,
     /// Redis did not answer: fill alone.
@@ -88,6 +102,7 @@ pub struct SharedTier {
     policy: Policy,
     metrics: Arc<Metrics>,
     put: redis::Script,
+    take: redis::Script,
     purge: redis::Script,
     release: redis::Script,
     renew: redis::Script,
@@ -102,6 +117,7 @@ impl SharedTier {
             policy,
             metrics,
             put: redis::Script::new(PUT),
+            take: redis::Script::new(TAKE),
             purge: redis::Script::new(PURGE),
             release: redis::Script::new(RELEASE),
             renew: redis::Script::new(RENEW),
@@ -133,23 +149,41 @@ impl SharedTier {
         }
     }
 
-    /// Stores `entry` for as long as L1 would keep it from now.
-    pub async fn put(&self, key: &CacheKey, entry: &Entry) {
+    /// The customer generation of `key`: read before a fill asks the upstream (when it holds
+    /// no lease, which reads it too), compared when it stores. `None` when Redis did not say.
+    pub async fn generation(&self, key: &CacheKey) -> Option<u64> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.generation_key(&key.item.customer.to_string()));
+        let read = self.link.run::<Option<u64>>(Query::Cmd(&cmd)).await;
+        read.ok().map(Option::unwrap_or_default)
+    }
+
+    /// Stores `entry` for as long as L1 would keep it from now — if the customer's generation
+    /// is still `generation` (SPEC §12.3: no fill sent upstream before an invalidation stores
+    /// after it). Returns whether it was stored.
+    pub async fn put(&self, key: &CacheKey, entry: &Entry, generation: u64) -> bool {
         let age = entry.age(Instant::now());
         let left = self.policy.retention(entry.kind()).saturating_sub(age);
         if left < Duration::from_millis(1) {
-            return;
+            return false;
         }
+        let customer = key.item.customer.to_string();
         let mut invocation = self.put.prepare_invoke();
         invocation
             .key(self.entry_key(key))
             .key(self.item_key(key))
-            .key(self.customer_key(&key.item.customer.to_string()))
+            .key(self.customer_key(&customer))
+            .key(self.generation_key(&customer))
             .arg(encode(entry, age).as_ref())
-            .arg(left.as_millis() as u64);
-        if let Err(e) = self.link.run::<i64>(Query::Script(&invocation)).await {
-            tracing::debug!(error = %e, "shared tier store failed");
-            return;
+            .arg(left.as_millis() as u64)
+            .arg(generation);
+        match self.link.run::<i64>(Query::Script(&invocation)).await {
+            Ok(1) => {}
+            Ok(_) => return false,
+            Err(e) => {
+                tracing::debug!(error = %e, "shared tier store failed");
+                return false;
+            }
         }
         // The fleet's list of customers (for "purge all"): one atomic round trip with its
         // expiry, off the answer's path.
@@ -167,21 +201,26 @@ impl SharedTier {
         tokio::spawn(async move {
             let _ = link.run::<()>(Query::Pipe(&known)).await;
         });
+        true
     }
 
     /// Takes the fleet's lease on filling `key` (for one credential, `scope`, in `shared` mode)
     /// for `ttl`: a replica that dies while filling blocks the key no longer than that.
     pub async fn take_lease(&self, key: &CacheKey, scope: &str, ttl: Duration) -> Lease {
         let token = uuid::Uuid::new_v4().to_string();
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.lease_key(key, scope))
+        let mut invocation = self.take.prepare_invoke();
+        invocation
+            .key(self.lease_key(key, scope))
+            .key(self.generation_key(&key.item.customer.to_string()))
             .arg(&token)
-            .arg("NX")
-            .arg("PX")
             .arg(ttl.as_millis() as u64);
-        match self.link.run::<Option<String>>(Query::Cmd(&cmd)).await {
-            Ok(Some(_)) => Lease::Held(token),
-            Ok(None) => Lease::Busy,
+        match self
+            .link
+            .run::<(i64, u64)>(Query::Script(&invocation))
+            .await
+        {
+            Ok((1, generation)) => Lease::Held(token, generation),
+            Ok(_) => Lease::Busy,
             Err(_) => Lease::Unavailable,
         }
     }
@@ -281,11 +320,14 @@ impl SharedTier {
         let mut dropped = 0;
         for (customer, items) in customers {
             let mut invocation = self.purge.prepare_invoke();
-            invocation.key(self.customer_key(&customer));
+            invocation
+                .key(self.customer_key(&customer))
+                .key(self.generation_key(&customer));
             match items {
                 Ok(index) => invocation.key(index).arg(""),
                 Err(prefix) => invocation.arg(prefix),
             };
+            invocation.arg(self.generation_ttl().as_millis() as u64);
             match self.link.run::<i64>(Query::Script(&invocation)).await {
                 Ok(n) => dropped += usize::try_from(n).unwrap_or(0),
                 Err(e) => tracing::warn!(error = %e, "shared tier purge failed"),
@@ -329,6 +371,18 @@ impl SharedTier {
 
     fn customer_key(&self, customer: &str) -> String {
         format!("{}:c", self.prefix(customer))
+    }
+
+    /// How long a customer's generation is kept after its last purge: past any entry's life and
+    /// any fill's, so that no fill sees it start again from zero.
+    fn generation_ttl(&self) -> Duration {
+        let hour = Duration::from_secs(3600);
+        self.policy.longest_retention().max(hour) + hour
+    }
+
+    /// The customer's generation: advanced by every purge of its entries.
+    fn generation_key(&self, customer: &str) -> String {
+        format!("{}:g", self.prefix(customer))
     }
 
     fn customers_key(&self) -> String {

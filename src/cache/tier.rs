@@ -24,6 +24,15 @@ use crate::resource::{Purge, Resource};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Epoch(u64);
 
+/// What a fill read before it asked the upstream, and what its answer is stored under: the
+/// purge epoch of memory, and in fleet mode the customer's generation in the shared tier
+/// (`None`: not known, and then nothing is stored there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub epoch: Epoch,
+    pub generation: Option<u64>,
+}
+
 /// How long a fleet lease is taken or renewed for at a time (SPEC §12.2): short, so that the
 /// key's other waiters do not wait for a replica that died or lost Redis while filling.
 pub const LEASE_HOLD: Duration = Duration::from_secs(3);
@@ -116,8 +125,9 @@ impl Tiers {
     }
 
     /// Waits until the replica holding the lease on `key` stored an entry that `usable`
-    /// accepts (copied into memory, as any L2 entry), or gave the lease back without one, or
-    /// `until` passed, or Redis failed (then `None`: fill alone).
+    /// accepts (copied into memory, as any L2 entry: `Ok(Some)`), or gave the lease back
+    /// without one, or `until` passed (`Ok(None)`), or Redis failed (`Err`: fill alone, and
+    /// make no further Redis call).
     pub async fn wait_for_fill(
         &self,
         key: &CacheKey,
@@ -125,8 +135,10 @@ impl Tiers {
         epoch: Epoch,
         until: Instant,
         usable: impl Fn(&Entry) -> bool,
-    ) -> Option<Arc<Entry>> {
-        let shared = self.shared.as_ref()?;
+    ) -> Result<Option<Arc<Entry>>, ()> {
+        let Some(shared) = self.shared.as_ref() else {
+            return Ok(None);
+        };
         // The lease is checked after the entry, so once it is gone the entry is looked at once
         // more: the holder may have stored and released between the two looks.
         let mut last_look = false;
@@ -138,19 +150,22 @@ impl Tiers {
             if let Some(entry) = found.filter(|e| usable(e)) {
                 let entry = Arc::new(entry);
                 self.memory.insert(key.clone(), entry.clone(), epoch.0);
-                return Some(entry);
+                return Ok(Some(entry));
             }
-            if looked == L2Lookup::Error || last_look {
-                return None;
+            if looked == L2Lookup::Error {
+                return Err(());
+            }
+            if last_look {
+                return Ok(None);
             }
             match shared.lease_held(key, scope).await {
                 Some(true) => {}
                 Some(false) => last_look = true,
                 // Redis failed: no further call (SPEC §12.5); fill alone.
-                None => return None,
+                None => return Err(()),
             }
         }
-        None
+        Ok(None)
     }
 
     /// Gives the fleet's lease on `key` back.
@@ -165,15 +180,23 @@ impl Tiers {
         Epoch(self.memory.epoch(key.item.customer))
     }
 
+    /// The customer generation of `key` in the shared tier, for a fill that holds no lease
+    /// (the lease reads it too); `None` without a shared tier or when Redis did not say.
+    pub async fn generation(&self, key: &CacheKey) -> Option<u64> {
+        self.shared.as_ref()?.generation(key).await
+    }
+
     /// Stores an entry in every tier — the shared one before this returns, so the answer that
-    /// follows is already there for every replica — unless a purge happened since `epoch`.
-    /// Returns whether it was stored.
-    pub async fn put(&self, key: CacheKey, entry: Arc<Entry>, epoch: Epoch) -> bool {
+    /// follows is already there for every replica — unless a purge happened since `stamp` was
+    /// read (memory's epoch; the shared tier's generation, compared there atomically).
+    /// Returns whether it was stored in memory.
+    pub async fn put(&self, key: CacheKey, entry: Arc<Entry>, stamp: Stamp) -> bool {
+        let epoch = stamp.epoch;
         if !self.memory.insert(key.clone(), entry.clone(), epoch.0) {
             return false;
         }
-        if let Some(shared) = &self.shared {
-            shared.put(&key, &entry).await;
+        if let (Some(shared), Some(generation)) = (&self.shared, stamp.generation) {
+            shared.put(&key, &entry, generation).await;
             // A purge that ran while the entry went to Redis dropped L2 before it arrived:
             // take it back out, so the old version does not outlive the write.
             if self.memory.epoch(key.item.customer) != epoch.0 {
@@ -261,13 +284,21 @@ mod tests {
                 Instant::now(),
             ))
         };
-        let before = tiers.epoch(&key);
+        let stamp = |epoch| Stamp {
+            epoch,
+            generation: None,
+        };
+        let before = stamp(tiers.epoch(&key));
         assert!(tiers.put(key.clone(), entry(), before).await);
         assert!(tiers.get(&key).is_some());
         assert_eq!(tiers.purge(Purge::One(order)).await, 1);
         assert!(tiers.get(&key).is_none());
         assert!(!tiers.put(key.clone(), entry(), before).await);
-        assert!(tiers.put(key.clone(), entry(), tiers.epoch(&key)).await);
+        assert!(
+            tiers
+                .put(key.clone(), entry(), stamp(tiers.epoch(&key)))
+                .await
+        );
         assert_eq!(
             tiers.usage().entries,
             1,

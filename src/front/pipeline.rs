@@ -11,11 +11,11 @@ use std::future::{ready, Ready};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::future::{BoxFuture, Either};
 use futures_util::FutureExt;
-use http::{Method, Request, Response, Uri};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
@@ -24,18 +24,19 @@ use crate::cache::lookup::{self, Lookup, OrderCache, Pending};
 use crate::cache::policy::Policy;
 use crate::cache::shared::SharedTier;
 use crate::cache::tier::Tiers;
+use crate::changes::invalidate::{Cause, Invalidator};
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::fleet::budget::FleetBudget;
 use crate::fleet::bus::Bus;
 use crate::fleet::replica::Replica;
+use crate::front::record::{self, ClientLeft, Exchanged, Unfinished, CLIENT_LEFT};
 use crate::observe::metrics::Metrics;
-use crate::outcome::{CacheState, Note, Refusal, Tier};
+use crate::outcome::{CacheState, Note};
 use crate::request::correlation::Correlation;
 use crate::request::credential::{CredentialMemo, Fingerprint, Fingerprinter};
 use crate::request::route::{self, Route};
 use crate::request::target;
-use crate::resource::Purge;
 use crate::upstream::client::UpstreamSetupError;
 use crate::upstream::exchange::{Exchange, Purpose};
 
@@ -53,6 +54,8 @@ pub struct Gateway {
     pub fleet: Option<Replica>,
     /// The fleet's invalidation channel (fleet mode only).
     pub bus: Option<Arc<Bus>>,
+    /// The one invalidation path: writes, admin purges, the fleet's (SPEC §4.4).
+    pub changes: Invalidator,
     exchange: Arc<Exchange>,
     intake: Intake,
     fingerprints: Fingerprinter,
@@ -61,15 +64,6 @@ pub struct Gateway {
 
 /// The response of [`Gateway::handle`]: ready at once when memory answered, else boxed.
 pub type Handling = Either<Ready<Response<Body>>, BoxFuture<'static, Response<Body>>>;
-
-/// What a request carries from arrival to its access line.
-struct Exchanged {
-    started: Instant,
-    route: Route,
-    method: Method,
-    uri: Uri,
-    correlation: Correlation,
-}
 
 /// A request that has to wait for the upstream.
 enum Waiting {
@@ -106,33 +100,12 @@ impl Gateway {
             let budget = FleetBudget::new(link.clone(), members.clone(), name, &config.upstream);
             exchange.shield().share_with(Arc::new(budget));
             let wait = config.fleet.invalidation_wait;
-            let bus = Arc::new(Bus::new(link, members, name, wait, metrics.clone()));
-            // What another replica wrote or purged leaves this one's memory (SPEC §12.3).
-            let memory = tiers.clone();
-            bus.on_purge(move |what, shared_too| {
-                memory.purge_memory(what);
-                let tiers = memory.clone();
-                Box::pin(async move {
-                    if shared_too {
-                        tiers.purge_shared(what).await;
-                    }
-                })
-            });
-            // SPEC §12.5: after an outage, nothing written elsewhere meanwhile may outlive it,
-            // and what this replica wrote meanwhile reaches the others.
-            let (memory, replay) = (tiers.clone(), bus.clone());
-            replica.on_rejoin(move || {
-                memory.purge_memory(Purge::All);
-                let (tiers, bus) = (memory.clone(), replay.clone());
-                tokio::spawn(async move {
-                    for what in bus.missed_while_cut_off().await {
-                        tiers.purge_shared(what).await;
-                        bus.broadcast(what).await;
-                    }
-                });
-            });
-            bus
+            Arc::new(Bus::new(link, members, name, wait, metrics.clone()))
         });
+        let changes = Invalidator::new(tiers.clone(), bus.clone());
+        if let Some(replica) = &fleet {
+            changes.join_fleet(replica);
+        }
         let cache = OrderCache::new(
             &config.cache,
             tiers.clone(),
@@ -152,6 +125,7 @@ impl Gateway {
             metrics,
             fleet,
             bus,
+            changes,
             exchange,
             fingerprints,
             draining: AtomicBool::new(false),
@@ -202,7 +176,12 @@ impl Gateway {
                 });
                 match looked {
                     Ok(Lookup::Answered(response)) => {
-                        return Either::Left(ready(self.finish(&exchanged, note, Ok(response))))
+                        return Either::Left(ready(self.finish(
+                            &exchanged,
+                            note,
+                            Ok(response),
+                            false,
+                        )))
                     }
                     Ok(Lookup::Fetch(pending)) => Ok(Waiting::Fill(pending)),
                     Ok(Lookup::Bypass(request)) => Ok(Waiting::Bypass(request, caller)),
@@ -211,9 +190,34 @@ impl Gateway {
             }
         };
         match waiting {
-            Ok(waiting) => Either::Right(Box::pin(self.clone().wait(waiting, exchanged, note))),
-            Err(error) => Either::Left(ready(self.finish(&exchanged, note, Err(error)))),
+            Ok(Waiting::Forward(request, caller)) if !request.method().is_safe() => Either::Right(
+                Box::pin(self.clone().write(request, caller, exchanged, note)),
+            ),
+            Ok(waiting) => {
+                Either::Right(Box::pin(self.clone().wait(waiting, exchanged, note, None)))
+            }
+            Err(error) => Either::Left(ready(self.finish(&exchanged, note, Err(error), false))),
         }
+    }
+
+    /// A write runs in a task of its own, so that a client hanging up cannot cut its upstream
+    /// exchange or its invalidation short (SPEC §4.4): the upstream applies the write all the
+    /// same. The access line is written when the task ends, with status 499 if the client left.
+    async fn write(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        caller: Option<Fingerprint>,
+        exchanged: Exchanged,
+        note: Note,
+    ) -> Response<Body> {
+        let correlation = exchanged.correlation.clone();
+        let left = Arc::new(AtomicBool::new(false));
+        let waiting = Waiting::Forward(request, caller);
+        let task = tokio::spawn(self.wait(waiting, exchanged, note, Some(left.clone())));
+        // Dropped with this future: when the client hangs up, or after the task has ended.
+        let _leaving = ClientLeft(left);
+        task.await
+            .unwrap_or_else(|_| GatewayError::Internal.into_response(&correlation))
     }
 
     /// The caller's fingerprint, computed once per request and only when a rule needs it.
@@ -228,13 +232,22 @@ impl Gateway {
             .flatten()
     }
 
-    /// The part of a request that waits for the upstream, under the request's span.
+    /// The part of a request that waits for the upstream, under the request's span. `left`
+    /// says whether the client hung up, for a request whose work runs in a task of its own;
+    /// without one, a client that hangs up drops this future, and the request's access line
+    /// (status 499) is written then.
     async fn wait(
         self: Arc<Self>,
         waiting: Waiting,
         exchanged: Exchanged,
         mut note: Note,
+        left: Option<Arc<AtomicBool>>,
     ) -> Response<Body> {
+        let mut unfinished = Unfinished {
+            metrics: &self.metrics,
+            exchanged: &exchanged,
+            armed: left.is_none(),
+        };
         let correlation = &exchanged.correlation;
         // A fill only waits for a shared outcome: its future is small. The forwarding ones
         // hold a whole upstream exchange and are boxed, so that a fill's future (moved into
@@ -256,16 +269,19 @@ impl Gateway {
             }
         };
         let result = contain_panic(work.instrument(correlation.span())).await;
-        self.finish(&exchanged, note, result)
+        unfinished.armed = false;
+        let left = left.is_some_and(|left| left.load(Ordering::Acquire));
+        self.finish(&exchanged, note, result, left)
     }
 
     /// Every request ends here: an error becomes its SPEC §7 answer, then metrics and the
-    /// access line.
+    /// access line — with status 499 when the client `left` before the answer.
     fn finish(
         &self,
         exchanged: &Exchanged,
         mut note: Note,
         result: Result<Response<Body>, GatewayError>,
+        left: bool,
     ) -> Response<Body> {
         let correlation = &exchanged.correlation;
         let (response, error) = match result {
@@ -281,14 +297,11 @@ impl Gateway {
                 (error.into_response(correlation), Some(detail))
             }
         };
-        let elapsed = exchanged.started.elapsed();
-        self.metrics.request(
-            exchanged.route.resource(),
-            response.status().as_u16(),
-            note.cache,
-            elapsed,
-        );
-        access_log(exchanged, &response, &note, error.as_deref(), elapsed);
+        let status = match left {
+            true => CLIENT_LEFT,
+            false => response.status().as_u16(),
+        };
+        record::account(&self.metrics, exchanged, &note, status, error.as_deref());
         response
     }
 
@@ -306,27 +319,20 @@ impl Gateway {
         let (parts, body) = request.into_parts();
         let body = self.intake.take(body).await?;
         let scope = self.exchange.shield().scope_of(caller);
-        let response = self
+        let sent = self
             .exchange
             .forward(&parts, body, scope, purpose, correlation, note)
-            .await?;
-        if response.status().is_success() && !parts.method.is_safe() {
+            .await;
+        let changed_upstream = match &sent {
+            Ok(response) => response.status().is_success(),
+            Err(error) => error.outcome_unknown(),
+        };
+        if changed_upstream && !parts.method.is_safe() {
             let changed = target::changed_by_write(parts.uri.path(), self.config.cache.resources);
-            // Every live replica drops them before the write is answered (SPEC §12.3), all
-            // purges at once.
-            let purges = changed.into_iter().map(|what| self.invalidate(what));
-            futures_util::future::join_all(purges).await;
+            // Every live replica drops them before the write is answered (SPEC §12.3).
+            self.changes.run(changed, Cause::Write).await;
         }
-        Ok(response)
-    }
-
-    /// Drops what a write changed, in every tier and on every live replica.
-    async fn invalidate(&self, what: Purge) {
-        let purged = self.tiers.purge(what).await;
-        if let Some(bus) = &self.bus {
-            bus.broadcast(what).await;
-        }
-        tracing::debug!(purged, ?what, "invalidated by a successful unsafe request");
+        sent
     }
 }
 
@@ -347,32 +353,6 @@ fn contain_panic_now<T>(
     inner: impl FnOnce() -> Result<T, GatewayError>,
 ) -> Result<T, GatewayError> {
     std::panic::catch_unwind(AssertUnwindSafe(inner)).unwrap_or(Err(GatewayError::Internal))
-}
-
-/// The one access line of SPEC §9. Never the query string, `Authorization` or a body.
-fn access_log(
-    exchanged: &Exchanged,
-    response: &Response<Body>,
-    note: &Note,
-    error: Option<&str>,
-    elapsed: Duration,
-) {
-    tracing::info!(
-        target: "partner_gateway::access",
-        method = exchanged.method.as_str(),
-        path = exchanged.uri.path(),
-        route = exchanged.route.label(),
-        status = response.status().as_u16(),
-        cache = note.cache.map(CacheState::as_str),
-        upstream_status = note.upstream_status,
-        shield = note.shield.map(Refusal::as_str),
-        tier = note.tier.map(Tier::as_str),
-        error,
-        latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
-        correlation_id = exchanged.correlation.correlation_str(),
-        request_id = exchanged.correlation.request_str(),
-        "request"
-    );
 }
 
 #[cfg(test)]

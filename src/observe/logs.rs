@@ -1,74 +1,46 @@
 //! Logs (SPEC §9): structured, JSON lines by default, `RUST_LOG` overrides the configured level.
 //!
 //! The access line itself is written by the pipeline; this module only decides where lines go
-//! and how they look. Lines are collected in a 64 KiB buffer that a small thread flushes every
-//! 50 ms (and at exit), so logging every request costs a copy, not a system call per request.
-//! JSON lines are written by [`JsonLines`], straight into the line buffer. Nothing here ever
-//! sees a header value or a body.
+//! and how they look. Writing a line never blocks a request: each line is handed to a bounded
+//! queue (`tracing-appender`'s non-blocking writer, lossy) that one thread of its own drains
+//! into a 64 KiB buffer on standard output, flushed whenever the queue runs empty. When the
+//! output does not keep up (a log shipper that stopped reading), the queue fills and further
+//! lines are dropped and counted ([`dropped_lines`], exported as
+//! `partner_gateway_log_lines_dropped_total`), and requests go on at full speed. JSON lines are
+//! written by [`JsonLines`]. Nothing here ever sees a header value or a body.
 
 use std::fmt::{self, Write as _};
-use std::io::{BufWriter, Stdout, Write};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::io::BufWriter;
+use std::sync::OnceLock;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
-/// How long a line may wait in the buffer.
-const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// Lines that may wait for the output; past them, new lines are dropped (about 5 MB of
+/// access lines: seconds of full load, so a shipper's short pause loses nothing).
+const QUEUED_LINES: usize = 16_384;
 
-/// Standard output behind a shared buffer.
-#[derive(Clone)]
-pub struct BufferedStdout(Arc<Mutex<BufWriter<Stdout>>>);
+/// The queue's count of dropped lines, once logs are set up.
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
-/// One event's access to the buffer.
-pub struct Line<'a>(MutexGuard<'a, BufWriter<Stdout>>);
-
-impl Write for Line<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        // Flushing is the flusher thread's job; an event ending is no reason to write.
-        Ok(())
-    }
+/// Log lines dropped so far because the output did not keep up (0 before [`init`]).
+pub fn dropped_lines() -> u64 {
+    DROPPED
+        .get()
+        .map_or(0, |counter| counter.dropped_lines() as u64)
 }
 
-impl<'a> MakeWriter<'a> for BufferedStdout {
-    type Writer = Line<'a>;
-
-    fn make_writer(&'a self) -> Line<'a> {
-        Line(self.0.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-impl BufferedStdout {
-    fn flush(&self) {
-        let _ = self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .flush();
-    }
-}
-
-/// Flushes the log buffer when dropped; hold it until exit.
-pub struct LogGuard(Option<BufferedStdout>);
-
-impl Drop for LogGuard {
-    fn drop(&mut self) {
-        if let Some(out) = &self.0 {
-            out.flush();
-        }
-    }
+/// Writes out the queued lines when dropped; hold it until exit.
+pub struct LogGuard {
+    _worker: Option<WorkerGuard>,
 }
 
 /// Installs the process-wide subscriber. A second call changes nothing (the first one wins).
@@ -77,13 +49,15 @@ pub fn init(config: &LogConfig) -> LogGuard {
         Ok(directives) if !directives.trim().is_empty() => EnvFilter::new(directives),
         _ => EnvFilter::new(&config.level),
     };
-    let out = BufferedStdout(Arc::new(Mutex::new(BufWriter::with_capacity(
-        64 * 1024,
-        std::io::stdout(),
-    ))));
+    let (out, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("partner-gateway-log")
+        .finish(BufWriter::with_capacity(64 * 1024, std::io::stdout()));
+    let dropped = out.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(out.clone());
+        .with_writer(out);
     let installed = match config.format {
         // Events inside a request carry its span (and so its IDs); the access line is written
         // outside the span and carries the IDs as its own fields, not twice.
@@ -94,16 +68,12 @@ pub fn init(config: &LogConfig) -> LogGuard {
         LogFormat::Pretty => builder.pretty().try_init(),
     };
     if installed.is_err() {
-        return LogGuard(None);
+        return LogGuard { _worker: None };
     }
-    let flusher = out.clone();
-    let _ = std::thread::Builder::new()
-        .name("partner-gateway-log".to_owned())
-        .spawn(move || loop {
-            std::thread::sleep(FLUSH_EVERY);
-            flusher.flush();
-        });
-    LogGuard(Some(out))
+    let _ = DROPPED.set(dropped);
+    LogGuard {
+        _worker: Some(guard),
+    }
 }
 
 /// One JSON object per line, in the shape of tracing-subscriber's
@@ -267,6 +237,8 @@ fn push_json_str(out: &mut String, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex, PoisonError};
     use tracing_subscriber::fmt::MakeWriter;
 
     /// Collects what the formatter writes.

@@ -45,6 +45,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("partner_gateway_fleet_l2_lookups_total", "Looks into the fleet's shared tier after an L1 miss, by result (fleet mode)."),
     ("partner_gateway_fleet_invalidations_total", "Invalidations sent to or received from the other replicas, by direction (fleet mode)."),
     ("partner_gateway_fleet_lease_waits_total", "Fills that waited for another replica's fill of the same key (fleet mode)."),
+    ("partner_gateway_log_lines_dropped_total", "Log lines dropped because the log output did not keep up."),
     ("partner_gateway_build_info", "Build information; the value is always 1."),
 ];
 
@@ -99,6 +100,7 @@ pub struct Metrics {
     l2_lookups: Vec<Counter>,
     invalidations: Vec<Counter>,
     lease_waits: Counter,
+    log_lines_dropped: Counter,
     outcomes: [AtomicU64; CACHE_SLOTS],
 }
 
@@ -185,6 +187,7 @@ impl Metrics {
             coalesced_waits: counter("partner_gateway_coalesced_waits_total", vec![]),
             cache_entries: gauge("partner_gateway_cache_entries", vec![]),
             cache_bytes: gauge("partner_gateway_cache_bytes", vec![]),
+            log_lines_dropped: counter("partner_gateway_log_lines_dropped_total", vec![]),
             not_stored,
             shield_rejections,
             cooldowns: counter("partner_gateway_cooldowns_total", vec![]),
@@ -351,10 +354,13 @@ impl Metrics {
         self.handle.run_upkeep();
     }
 
-    /// The exposition text, with the cache gauges set to the given current values.
+    /// The exposition text, with the cache gauges set to the given current values and the
+    /// count of dropped log lines read from the log queue.
     pub fn render(&self, entries: u64, bytes: u64) -> String {
         self.cache_entries.set(entries as f64);
         self.cache_bytes.set(bytes as f64);
+        self.log_lines_dropped
+            .absolute(crate::observe::logs::dropped_lines());
         self.handle.render()
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! [`correlation`] keeps or mints its IDs, [`route`] decides cached route or forward (the path
 //! rules of a resource in [`target`]), [`credential`] fingerprints the caller once,
-//! [`conditional`] reads `If-None-Match` and `Cache-Control`.
+//! [`conditional`] reads `If-None-Match` and `Cache-Control`, [`coding`] `Accept-Encoding`.
 
 pub mod correlation;
 
@@ -14,3 +14,5 @@ pub mod target;
 pub mod credential;
 
 pub mod conditional;
+
+pub mod coding;

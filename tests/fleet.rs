@@ -815,6 +815,70 @@ async fn a_redis_cluster_works_the_same() {
     b.stop().await;
 }
 
+/// SPEC §12.5: with Redis Cluster, losing any one node while the cluster still serves (its
+/// replica promoted) keeps the fleet: nothing, the invalidation channel included, waits for the
+/// first URL of `fleet.redis_url` — here the node that is lost.
+#[tokio::test]
+async fn a_cluster_that_loses_its_first_node_keeps_the_fleet() {
+    let test = "a_cluster_that_loses_its_first_node";
+    let Some(mut nodes) = RedisServer::start_cluster_with_replicas(test) else {
+        return;
+    };
+    assert_eq!(nodes[0].role(), "master", "the first node is a master");
+    let seed: Vec<String> = nodes.iter().map(RedisServer::url).collect();
+    let seed = seed.join(",");
+    let up = OrderUpstream::start().await;
+    let settings = [
+        ("fleet.redis_url", seed.as_str()),
+        ("fleet.cluster", "true"),
+        ("fleet.partition_secret", SECRET),
+        ("fleet.timeout", "500ms"),
+        ("cache.ttl", "1h"),
+    ];
+    let a = TestGateway::with(&up.base_url, &settings).await;
+    let b = TestGateway::with(&up.base_url, &settings).await;
+    for gw in [&a, &b] {
+        eventually(Duration::from_secs(10), || async {
+            fleet_view(gw).await == (true, 2)
+        })
+        .await;
+    }
+
+    nodes[0].stop();
+    let lost = Instant::now();
+    // The fleet is whole again: both replicas up, and a purge on A confirmed by B.
+    let purge_path = format!("/cache/customers/{CUSTOMER}");
+    eventually(Duration::from_secs(15), || async {
+        let purge = send(
+            http::Method::DELETE,
+            &a.admin_url(&purge_path),
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await;
+        fleet_view(&a).await.0 && fleet_view(&b).await.0 && purge.json()["replicas"] == 2
+    })
+    .await;
+    let whole = lost.elapsed();
+    // cluster-node-timeout (1 s) + 2 s, with room for a loaded test machine.
+    assert!(
+        whole < Duration::from_secs(8),
+        "the fleet took {whole:?} to recover"
+    );
+
+    // A write through A reaches B's memory before it is answered.
+    let order = new_order();
+    assert_eq!(x_cache(&b.order_url(&order)).await.as_deref(), Some("MISS"));
+    assert_eq!(x_cache(&b.order_url(&order)).await.as_deref(), Some("HIT"));
+    up.bump(&order);
+    assert_eq!(patch(&a, &order).await, StatusCode::OK);
+    let after = get(&b.order_url(&order), &[("authorization", TOKEN)]).await;
+    assert_eq!(after.header("etag"), Some(version_etag(&order, 2).as_str()));
+    eprintln!("{test}: the fleet was whole again {whole:?} after its first node was lost");
+    a.stop().await;
+    b.stop().await;
+}
+
 /// SPEC §12.5: cut off from Redis, a replica keeps its share of the fleet's budget —
 /// `rate_limit_rps` and the burst divided by the live replicas last seen.
 #[tokio::test]

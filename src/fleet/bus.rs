@@ -9,7 +9,7 @@
 //! rejoins); purges made while cut off are kept and replayed on rejoin, so its own writes reach
 //! the others too.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,8 @@ pub struct Bus {
     /// Purges made while cut off, replayed on rejoin.
     missed: Mutex<Vec<Purge>>,
     live: AtomicBool,
+    /// Which of the subscription's candidate nodes the next try takes.
+    turn: AtomicUsize,
 }
 
 impl Bus {
@@ -62,6 +64,7 @@ impl Bus {
             handler: OnceLock::new(),
             missed: Mutex::new(Vec::new()),
             live: AtomicBool::new(false),
+            turn: AtomicUsize::new(0),
         }
     }
 
@@ -157,8 +160,16 @@ impl Bus {
         }
     }
 
+    /// Subscribes on one node and serves its messages until the subscription ends. Each try
+    /// takes the next node in turn ([`Link::subscription_urls`]): a node that is gone is left
+    /// behind at once, and in a Cluster any live node carries every message.
     async fn subscribe_and_serve(&self) -> Result<(), redis::RedisError> {
-        let url = self.link.first_url().unwrap_or_default().to_owned();
+        let urls = self.link.subscription_urls().await;
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let url = urls
+            .get(turn % urls.len().max(1))
+            .cloned()
+            .unwrap_or_default();
         let client = redis::Client::open(url)?;
         let connecting = client.get_async_pubsub();
         let Ok(pubsub) = tokio::time::timeout(Duration::from_secs(1), connecting).await else {

@@ -18,6 +18,48 @@ use redis::{Cmd, FromRedisValue, Pipeline, ScriptInvocation};
 use crate::config::FleetConfig;
 use crate::observe::metrics::Metrics;
 
+/// The `host:port` of every node `CLUSTER NODES` lists as reachable (not failed, not in a
+/// handshake, with an address).
+fn live_nodes(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_id, address, flags) = (fields.next()?, fields.next()?, fields.next()?);
+            let down = ["fail", "noaddr", "handshake"];
+            if flags
+                .split(',')
+                .any(|f| down.contains(&f.trim_end_matches('?')))
+            {
+                return None;
+            }
+            // `ip:port@cport[,hostname]`
+            let address = address.split(['@', ',']).next()?;
+            (!address.starts_with(':')).then(|| address.to_owned())
+        })
+        .collect()
+}
+
+/// `seed` with its host and port replaced by `address` (scheme, user and password kept).
+fn with_address(seed: &str, address: &str) -> String {
+    let (scheme, rest) = seed.split_once("://").unwrap_or(("redis", seed));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let user = authority.rsplit_once('@').map(|(user, _)| user);
+    match user {
+        Some(user) => format!("{scheme}://{user}@{address}"),
+        None => format!("{scheme}://{address}"),
+    }
+}
+
+/// Whether `url` names the node at `address`.
+fn same_address(url: &str, address: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    host == address
+}
+
 /// Why a Redis call gave no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -105,9 +147,30 @@ impl Link {
         }
     }
 
-    /// The first configured URL (where the invalidation subscription connects).
-    pub fn first_url(&self) -> Option<&str> {
-        self.config.urls.first().map(String::as_str)
+    /// Where the invalidation subscription may connect: every configured URL, and in Cluster
+    /// mode every node the cluster names now (a message published on any node reaches
+    /// subscribers on all of them), so that no one node is waited for (SPEC §12.5).
+    pub async fn subscription_urls(&self) -> Vec<String> {
+        let mut urls = self.config.urls.clone();
+        if !self.config.cluster {
+            return urls;
+        }
+        let Some(seed) = urls.first().cloned() else {
+            return urls;
+        };
+        let mut nodes = redis::cmd("CLUSTER");
+        nodes.arg("NODES");
+        // Asked while the link is down too (that is when it matters), bounded all the same.
+        let listed = self
+            .send::<String>(Query::Cmd(&nodes), self.config.timeout)
+            .await;
+        for address in listed.map(|text| live_nodes(&text)).unwrap_or_default() {
+            let url = with_address(&seed, &address);
+            if !urls.iter().any(|known| same_address(known, &address)) {
+                urls.push(url);
+            }
+        }
+        urls
     }
 
     /// The invalidation subscription is live (`true`) or lost (`false`: the link goes down
@@ -221,5 +284,35 @@ impl Link {
         self.up.store(true, Ordering::Release);
         self.metrics.fleet_up(true);
         tracing::info!("fleet link back; memory tier dropped, rejoined");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_nodes_become_subscription_urls_with_the_seeds_credentials() {
+        let listed = "\
+07c3 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+67ed 127.0.0.1:7001@17001,node-b master - 0 1 2 connected 5461-10922
+292f 127.0.0.1:7002@17002 master,fail - 0 1 3 disconnected
+e7d1 :0@0 slave,noaddr 07c3 0 1 1 disconnected
+6ec2 127.0.0.1:7004@17004 slave 07c3 0 1 1 connected
+";
+        assert_eq!(
+            live_nodes(listed),
+            ["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7004"]
+        );
+        assert_eq!(
+            with_address("rediss://:secret@10.0.0.1:6379/0", "10.0.0.2:6380"),
+            "rediss://:secret@10.0.0.2:6380"
+        );
+        assert_eq!(with_address("redis://h:1", "n:2"), "redis://n:2");
+        assert!(same_address(
+            "redis://:p@127.0.0.1:7000/0",
+            "127.0.0.1:7000"
+        ));
+        assert!(!same_address("redis://127.0.0.1:7000", "127.0.0.1:7001"));
     }
 }

@@ -39,14 +39,38 @@ impl RedisServer {
     /// Three nodes joined into a Redis Cluster (`redis-cli --cluster create`), or `None` as
     /// [`RedisServer::start`] says.
     pub fn start_cluster(test: &str) -> Option<Vec<RedisServer>> {
+        RedisServer::cluster(test, 3, 0)
+    }
+
+    /// Three masters, each with one replica (the first three nodes are the masters), failing
+    /// over within about a second of a master's loss (`cluster-node-timeout 1000`).
+    pub fn start_cluster_with_replicas(test: &str) -> Option<Vec<RedisServer>> {
+        RedisServer::cluster(test, 6, 1)
+    }
+
+    /// A node's `ROLE` (`master` or `slave`).
+    pub fn role(&self) -> String {
+        let reply = self.command("ROLE");
+        let role = reply.lines().find(|l| !l.starts_with(['*', '$', ':']));
+        role.unwrap_or_default().to_owned()
+    }
+
+    fn cluster(test: &str, count: usize, replicas: u32) -> Option<Vec<RedisServer>> {
         let dir = std::env::temp_dir().join(format!("pg-cluster-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("cluster dir");
         let mut nodes = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..count {
             let port = free_port();
             let config = dir.join(format!("nodes-{port}.conf"));
             let config = config.to_string_lossy().into_owned();
-            let extra = ["--cluster-enabled", "yes", "--cluster-config-file", &config];
+            let extra = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &config,
+                "--cluster-node-timeout",
+                "1000",
+            ];
             nodes.push(RedisServer::start_with(test, port, &extra)?);
         }
         let mut create = Command::new("redis-cli");
@@ -55,7 +79,7 @@ impl RedisServer {
             create.arg(node.addr.to_string());
         }
         let created = create
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

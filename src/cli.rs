@@ -49,6 +49,10 @@ pub enum Command {
         /// Share of requests answered 503, 0.0 to 1.0.
         #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
         failure_rate: f64,
+        /// How long an order placed through the simulator stays "pending" before it turns
+        /// "completed" with a new etag (humantime; "0s": completed at once).
+        #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
+        provisioning: std::time::Duration,
     },
 }
 
@@ -76,12 +80,14 @@ pub fn main() -> ExitCode {
             latency,
             budget_per_minute,
             failure_rate,
+            provisioning,
         } => simulate(
             listen,
             crate::demo::simulator::Knobs {
                 latency,
                 budget_per_minute,
                 failure_rate,
+                provisioning,
             },
         ),
     }

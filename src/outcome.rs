@@ -66,6 +66,8 @@ vocabulary! {
         TooLarge => "too_large",
         /// In a content coding other than gzip (which is decoded), or gzip that does not decode.
         Encoding => "encoding",
+        /// Not settled yet (SPEC §15.1), and `cache.unsettled_ttl` is zero.
+        Unsettled => "unsettled",
     }
 }
 

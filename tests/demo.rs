@@ -178,6 +178,24 @@ async fn demo_walkthrough_shows_miss_hit_304_invalidation_and_one_upstream_reque
     let subscription = &report.subscription;
     assert_eq!(subscription.states, vec!["MISS", "HIT", "MISS"]);
     assert_eq!(subscription.order_status, 201);
+    // SPEC §15.1, §15.4: the placed order reads pending (first poll a MISS), then completed
+    // within the simulator's 3 s plus the demo gateway's unsettled_ttl of 2 s (one poll a
+    // second, a second of slack); settled, it is a plain HIT.
+    let polls = &subscription.polls;
+    assert_eq!(polls[0].0, "pending", "{polls:?}");
+    assert_eq!(polls[0].1, "MISS", "{polls:?}");
+    assert_eq!(
+        polls.last().map(|p| p.0.as_str()),
+        Some("completed"),
+        "{polls:?}"
+    );
+    assert!(polls.len() <= 7, "completed seen late: {polls:?}");
+    assert_ne!(polls[0].2, polls[polls.len() - 1].2, "a new etag");
+    assert!(
+        polls.iter().all(|p| p.1 != "STALE"),
+        "never STALE: {polls:?}"
+    );
+    assert_eq!(subscription.settled_state, "HIT");
     assert_ne!(subscription.etag_before, subscription.etag_after);
     assert_eq!(
         subscription.upstream_gets, 2,
@@ -586,4 +604,60 @@ async fn new_resources_share_the_budget_and_failure_knobs() {
         let id = path.rsplit('/').next().expect("id");
         assert_eq!(reply.json()["id"], id, "{path}");
     }
+}
+
+/// SPEC §15.4: an order placed through the simulator is `pending` (its line items not yet in
+/// a subscription) until its provisioning time has passed, then `completed` with a new etag,
+/// and its subscription grows then — with no call from anyone.
+#[tokio::test]
+async fn a_placed_order_is_pending_until_provisioned_then_completed_with_a_new_etag() {
+    let sim = simulator(Knobs {
+        provisioning: std::time::Duration::from_millis(500),
+        ..Knobs::default()
+    })
+    .await;
+    let account = Simulator::accounts().remove(0);
+    let sample = &account.subscriptions[0];
+    let base = sim.base_url();
+    let subscription_url = format!("{base}{}", subscription_path(&account.customer, &sample.id));
+    let seats = |s: &serde_json::Value| s["quantity"].as_u64().expect("quantity");
+    let before = get(&subscription_url, &[AUTH]).await.json();
+
+    let orders = format!("{base}/v1/customers/{}/orders", account.customer);
+    let body = format!(
+        r#"{{"lineItems":[{{"offerId":"{}","quantity":2}}]}}"#,
+        sample.offer_id
+    );
+    let placed = send(Method::POST, &orders, &[AUTH], body).await;
+    assert_eq!(placed.status, StatusCode::CREATED);
+    let placed = placed.json();
+    assert_eq!(placed["status"], "pending");
+    assert!(placed["lineItems"][0].get("subscriptionId").is_none());
+    let order_url = format!("{orders}/{}", placed["id"].as_str().expect("id"));
+    let (_, version) = etag_version(&placed);
+    assert_eq!(get(&order_url, &[AUTH]).await.json()["status"], "pending");
+    assert_eq!(
+        seats(&get(&subscription_url, &[AUTH]).await.json()),
+        seats(&before)
+    );
+
+    let settled = loop {
+        let order = get(&order_url, &[AUTH]).await.json();
+        if order["status"] == "completed" {
+            break order;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(etag_version(&settled).1, version + 1, "a new etag");
+    assert_eq!(
+        settled["lineItems"][0]["subscriptionId"],
+        sample.id.as_str()
+    );
+    let after = get(&subscription_url, &[AUTH]).await.json();
+    assert_eq!(
+        seats(&after),
+        seats(&before) + 2,
+        "the subscription grew when provisioned"
+    );
+    sim.stop();
 }

@@ -37,12 +37,21 @@ const AUTH: (&str, &str) = ("authorization", "Bearer fleet-promise");
 const SECRET: &str = "fleet-secret-fleet-secret-fleet-secret";
 
 async fn replica(up: &RacingUpstream, redis: &RedisServer) -> TestGateway {
+    replica_with(up, redis, &[]).await
+}
+
+async fn replica_with(
+    up: &RacingUpstream,
+    redis: &RedisServer,
+    extra: &[(&str, &str)],
+) -> TestGateway {
     let url = redis.url();
-    let overrides = [
+    let mut overrides = vec![
         ("fleet.redis_url", url.as_str()),
         ("fleet.partition_secret", SECRET),
         ("fleet.timeout", "1s"),
     ];
+    overrides.extend_from_slice(extra);
     TestGateway::with(&up.base_url, &overrides).await
 }
 
@@ -119,6 +128,63 @@ async fn a_read_on_any_replica_after_a_write_never_gets_a_fill_sent_before_it() 
     assert_eq!(up.gets(), gets, "no upstream request for it");
     for gw in replicas.into_iter().chain([fresh]) {
         gw.stop().await;
+    }
+}
+
+/// SPEC §15.1 in fleet mode: pollers of one pending order on three replicas cost at most one
+/// upstream request per `unsettled_ttl` for the whole fleet (its L2 copy lives as the L1 one).
+#[tokio::test]
+async fn pollers_on_three_replicas_cost_one_upstream_request_per_unsettled_ttl_for_the_fleet() {
+    let Some(redis) = RedisServer::start("fleet_promise_unsettled") else {
+        return;
+    };
+    let up = RacingUpstream::start().await;
+    up.set_read_delay(Duration::from_millis(50));
+    let settings = [("cache.ttl", "30s"), ("cache.unsettled_ttl", "500ms")];
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(Arc::new(replica_with(&up, &redis, &settings).await));
+    }
+    for gw in &replicas {
+        eventually(Duration::from_secs(5), || async {
+            let stats = gw.stats().await;
+            stats["fleet"]["up"] == true && stats["fleet"]["replicas"] == 3
+        })
+        .await;
+    }
+    let order = new_order();
+    up.set_status(&order, "pending");
+    let until = Instant::now() + Duration::from_millis(2500);
+    let pollers: Vec<_> = (0..9)
+        .map(|n| {
+            let (gw, order) = (replicas[n % 3].clone(), order.clone());
+            tokio::spawn(async move {
+                let mut polls = 0;
+                while Instant::now() < until {
+                    let reply = get(&gw.order_url(&order), &[AUTH]).await;
+                    assert_eq!(reply.status, StatusCode::OK);
+                    assert_ne!(reply.header("x-cache"), Some("STALE"));
+                    polls += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                polls
+            })
+        })
+        .collect();
+    let mut polls = 0;
+    for poller in pollers {
+        polls += poller.await.expect("poller");
+    }
+    let asked = up.gets();
+    assert!(
+        asked <= 2500 / 500 + 2,
+        "{asked} upstream requests for {polls} polls"
+    );
+    assert!(polls >= 150, "the pollers polled ({polls})");
+    for gw in replicas {
+        if let Ok(gw) = Arc::try_unwrap(gw) {
+            gw.stop().await;
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 
 use base64::Engine;
 
@@ -66,4 +68,71 @@ pub fn listen_addr() -> SocketAddr {
     let text = arg("--listen", "127.0.0.1:0");
     text.parse()
         .unwrap_or_else(|e| panic!("--listen {text}: {e}"))
+}
+
+/// A gateway process this program started, and its front URL.
+pub struct Gateway {
+    child: Child,
+    pub front: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `bin run` against `upstream` on free loopback ports (fleet mode on `redis` unless it is
+/// empty; `extra` more `PARTNER_GATEWAY__…` variables), and waits for its listening line.
+pub fn start_gateway(bin: &str, upstream: &str, redis: &str, extra: &[(&str, &str)]) -> Gateway {
+    let mut command = Command::new(bin);
+    command
+        .arg("run")
+        // Built-in defaults and the environment only: no config/default.toml of the checkout.
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("PARTNER_GATEWAY__SERVER__LISTEN", "127.0.0.1:0")
+        .env("PARTNER_GATEWAY__ADMIN__LISTEN", "127.0.0.1:0")
+        .env("PARTNER_GATEWAY__UPSTREAM__BASE_URL", upstream)
+        .env("PARTNER_GATEWAY__CACHE__TTL", "1h")
+        .env(
+            "PARTNER_GATEWAY__LOG__LEVEL",
+            "warn,partner_gateway::server=info,partner_gateway::front::server=info",
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if !redis.is_empty() {
+        command
+            .env("PARTNER_GATEWAY__FLEET__REDIS_URL", redis)
+            .env(
+                "PARTNER_GATEWAY__FLEET__PARTITION_SECRET",
+                "races-secret-races-secret-races-secret",
+            )
+            .env("PARTNER_GATEWAY__FLEET__TIMEOUT", "1s");
+    }
+    for (key, value) in extra {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("start the gateway");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let front = loop {
+        let line = lines
+            .next()
+            .expect("the gateway logs that it listens")
+            .expect("read");
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if json["message"] == "listening" {
+            break json["front"].as_str().expect("front").to_owned();
+        }
+    };
+    // Keep reading, so a full pipe never matters.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    Gateway {
+        child,
+        front: format!("http://{front}"),
+    }
 }

@@ -21,8 +21,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,7 +33,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::Notify;
 
-use common::{arg, CUSTOMER};
+use common::{arg, start_gateway, Gateway, CUSTOMER};
 
 /// One order as the stand-in holds it.
 #[derive(Default)]
@@ -143,66 +141,6 @@ async fn serve_upstream(upstream: Arc<Upstream>) -> String {
     format!("http://{addr}")
 }
 
-/// A gateway process this program started, and its front URL.
-struct Gateway {
-    child: Child,
-    front: String,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_gateway(bin: &str, upstream: &str, redis: &str) -> Gateway {
-    let mut command = Command::new(bin);
-    command
-        .arg("run")
-        .env_clear()
-        .env("PARTNER_GATEWAY__SERVER__LISTEN", "127.0.0.1:0")
-        .env("PARTNER_GATEWAY__ADMIN__LISTEN", "127.0.0.1:0")
-        .env("PARTNER_GATEWAY__UPSTREAM__BASE_URL", upstream)
-        .env("PARTNER_GATEWAY__CACHE__TTL", "1h")
-        .env(
-            "PARTNER_GATEWAY__LOG__LEVEL",
-            "warn,partner_gateway::server=info,partner_gateway::front::server=info",
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    if !redis.is_empty() {
-        command
-            .env("PARTNER_GATEWAY__FLEET__REDIS_URL", redis)
-            .env(
-                "PARTNER_GATEWAY__FLEET__PARTITION_SECRET",
-                "races-secret-races-secret-races-secret",
-            )
-            .env("PARTNER_GATEWAY__FLEET__TIMEOUT", "1s");
-    }
-    let mut child = command.spawn().expect("start the gateway");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let front = loop {
-        let line = lines
-            .next()
-            .expect("the gateway logs that it listens")
-            .expect("read");
-        let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if json["message"] == "listening" {
-            break json["front"].as_str().expect("front").to_owned();
-        }
-    };
-    // Keep reading, so a full pipe never matters.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Gateway {
-        child,
-        front: format!("http://{front}"),
-    }
-}
-
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
 /// The etag version of an answer (`v2` → 2), or `None` for anything else.
@@ -259,7 +197,12 @@ async fn race(i: usize, fronts: &[String], client: &HttpClient, up: &Upstream, t
     }
     let written = send(client, Method::PATCH, &at(1)).await;
     let written_at = Instant::now();
-    let after = send(client, Method::GET, &at(if i.is_multiple_of(2) { 0 } else { 2 })).await;
+    let after = send(
+        client,
+        Method::GET,
+        &at(if i.is_multiple_of(2) { 0 } else { 2 }),
+    )
+    .await;
     let first = first.await.ok().flatten();
     let first_done = Instant::now();
     tally.races.fetch_add(1, Ordering::Relaxed);
@@ -288,7 +231,7 @@ async fn main() {
     let upstream = Arc::new(Upstream::default());
     let base = serve_upstream(upstream.clone()).await;
     let gateways: Vec<Gateway> = (0..replicas)
-        .map(|_| start_gateway(&bin, &base, &redis))
+        .map(|_| start_gateway(&bin, &base, &redis, &[]))
         .collect();
     let fronts: Arc<Vec<String>> = Arc::new(gateways.iter().map(|g| g.front.clone()).collect());
     // Fleet mode: give the replicas time to count each other.

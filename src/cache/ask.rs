@@ -67,6 +67,8 @@ pub struct FillContext {
     pub lease_ttl: Duration,
     /// Whether upstream 404s are remembered (`cache.negative_ttl > 0`, `credential` mode).
     pub remember_not_found: bool,
+    /// `cache.unsettled_statuses`, lower-cased (SPEC §15.1).
+    pub unsettled: Vec<String>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -87,6 +89,7 @@ impl FillContext {
             lease_ttl,
             remember_not_found: !config.negative_ttl.is_zero()
                 && KeyMaker::new(config.partition).remembers_not_found(),
+            unsettled: config.unsettled_statuses.clone(),
             metrics,
         }
     }
@@ -201,19 +204,26 @@ pub async fn fetch(
             tier: None,
         };
     }
-    match cacheability::judge(status, &head.headers, &body, &key.item.id) {
+    let judged = cacheability::judge(status, &head.headers, &body, &key.item.id, &ctx.unsettled);
+    // SPEC §15.1: with `unsettled_ttl = 0s` an unsettled body is passed on, not stored — and a
+    // prior entry, now older than what the upstream holds, is dropped.
+    let judged = match judged {
+        Ok(storable) if storable.unsettled && !ctx.policy.stores_unsettled() => {
+            if let Some(prior) = &prior {
+                ctx.tiers.drop_entry(key, prior).await;
+            }
+            Err(NotStored::Unsettled)
+        }
+        judged => judged,
+    };
+    match judged {
         Ok(storable) => {
             let unchanged = prior
                 .as_ref()
                 .and_then(|p| p.etag.as_ref())
                 .is_some_and(|etag| *etag == storable.etag);
-            let entry = Arc::new(Entry::new(
-                status,
-                body,
-                content_type,
-                Some(storable.etag),
-                now,
-            ));
+            let entry = Entry::new(status, body, content_type, Some(storable.etag), now);
+            let entry = Arc::new(entry.with_unsettled(storable.unsettled));
             ctx.tiers.put(key.clone(), entry.clone(), stamp).await;
             Outcome::Entry {
                 entry,

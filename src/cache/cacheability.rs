@@ -17,6 +17,8 @@ pub struct Storable {
     /// The `ETag` header value built from `attributes.etag`; two bodies with the same
     /// `attributes.etag` have equal values (how a refetch revalidates an entry).
     pub etag: HeaderValue,
+    /// The body's top-level `status` is one of `cache.unsettled_statuses` (SPEC §15.1).
+    pub unsettled: bool,
 }
 
 /// The fields of an Order this gateway reads; everything else is ignored unparsed. serde's
@@ -27,6 +29,8 @@ struct OrderProbe<'a> {
     #[serde(borrow)]
     id: Option<std::borrow::Cow<'a, str>>,
     attributes: Option<AttributesProbe>,
+    /// Read in the same pass (SPEC §15.1); any JSON value (only a string can be unsettled).
+    status: Option<serde_json::Value>,
 }
 
 /// `attributes.etag`, read from a JSON object only; other members are skipped unparsed.
@@ -83,12 +87,14 @@ impl<'de> Deserialize<'de> for IsEtag {
     }
 }
 
-/// Judges a complete upstream response (a body within the entry limit).
+/// Judges a complete upstream response (a body within the entry limit); `unsettled` lists the
+/// lower-cased `status` values that make a body unsettled.
 pub fn judge(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
     order: &Guid,
+    unsettled: &[String],
 ) -> Result<Storable, NotStored> {
     if status != StatusCode::OK {
         return Err(NotStored::Status);
@@ -113,7 +119,13 @@ pub fn judge(
         _ => return Err(NotStored::NoEtag),
     };
     let etag = format_etag(&version).ok_or(NotStored::NoEtag)?;
-    Ok(Storable { etag })
+    let unsettled = match &probe.status {
+        Some(serde_json::Value::String(word)) => unsettled
+            .iter()
+            .any(|listed| listed.eq_ignore_ascii_case(word)),
+        _ => false,
+    };
+    Ok(Storable { etag, unsettled })
 }
 
 /// `application/json`, `…+json`, or no Content-Type at all (then the body must still parse).
@@ -153,8 +165,57 @@ mod tests {
             headers,
             body.as_bytes(),
             &order,
+            &[],
         )
         .map(|s| s.etag.to_str().expect("ascii").to_owned())
+    }
+
+    #[test]
+    fn the_status_says_whether_a_body_is_settled() {
+        let order = Guid::parse(O).expect("guid");
+        let unsettled = ["pending".to_owned(), "unknown".to_owned()];
+        let body = |status: &str| {
+            format!(r#"{{"id":"{O}","status":{status},"attributes":{{"etag":"e"}}}}"#)
+        };
+        for (status, want) in [
+            (r#""pending""#, true),
+            (r#""Pending""#, true),
+            (r#""UNKNOWN""#, true),
+            (r#""completed""#, false),
+            (r#""pending ""#, false),
+            ("5", false),
+            ("null", false),
+            (r#"{"pending":1}"#, false),
+        ] {
+            let storable = judge(
+                StatusCode::OK,
+                &json_headers(),
+                body(status).as_bytes(),
+                &order,
+                &unsettled,
+            )
+            .expect("storable");
+            assert_eq!(storable.unsettled, want, "{status}");
+        }
+        // No status at all: settled; an empty list: nothing is unsettled.
+        let plain = format!(r#"{{"id":"{O}","attributes":{{"etag":"e"}}}}"#);
+        let storable = judge(
+            StatusCode::OK,
+            &json_headers(),
+            plain.as_bytes(),
+            &order,
+            &unsettled,
+        );
+        assert!(!storable.expect("storable").unsettled);
+        let pending = body(r#""pending""#);
+        let storable = judge(
+            StatusCode::OK,
+            &json_headers(),
+            pending.as_bytes(),
+            &order,
+            &[],
+        );
+        assert!(!storable.expect("storable").unsettled);
     }
 
     #[test]

@@ -17,6 +17,10 @@ use crate::request::conditional::RequestDirectives;
 pub enum Kind {
     /// A stored resource (an order): fresh for `ttl`, then inside the stale windows.
     Resource,
+    /// A resource whose body is not settled yet (SPEC §15.1: a `pending` order): fresh for
+    /// `unsettled_ttl`, then revalidated before the answer — never served stale while it
+    /// revalidates — and inside `stale_if_error` after it when the upstream fails.
+    Unsettled,
     /// A remembered 404 (negative caching): fresh for `negative_ttl`, never served stale.
     NotFound,
 }
@@ -42,6 +46,7 @@ pub struct Policy {
     stale_while_revalidate: Duration,
     stale_if_error: Duration,
     negative_ttl: Duration,
+    unsettled_ttl: Duration,
 }
 
 impl Policy {
@@ -52,6 +57,7 @@ impl Policy {
             stale_while_revalidate: config.stale_while_revalidate,
             stale_if_error: config.stale_if_error,
             negative_ttl: config.negative_ttl,
+            unsettled_ttl: config.unsettled_ttl,
         }
     }
 
@@ -78,6 +84,10 @@ impl Policy {
             Kind::Resource => Freshness::Revalidate {
                 stale_if_error: age <= self.ttl + self.stale_if_error,
             },
+            Kind::Unsettled if !revalidate && age <= self.unsettled_ttl => Freshness::Fresh,
+            Kind::Unsettled => Freshness::Revalidate {
+                stale_if_error: age <= self.unsettled_ttl + self.stale_if_error,
+            },
         }
     }
 
@@ -98,14 +108,21 @@ impl Policy {
     pub fn retention(&self, kind: Kind) -> Duration {
         match kind {
             Kind::Resource => self.ttl + self.stale_while_revalidate.max(self.stale_if_error),
+            Kind::Unsettled => self.unsettled_ttl + self.stale_if_error,
             Kind::NotFound => self.negative_ttl,
         }
+    }
+
+    /// Whether unsettled bodies are stored at all (`cache.unsettled_ttl` above zero).
+    pub fn stores_unsettled(&self) -> bool {
+        !self.unsettled_ttl.is_zero()
     }
 
     /// How long the store keeps entries: the longest any rule can use one (at least 1 ms, as
     /// the store cannot keep anything for no time).
     pub fn longest_retention(&self) -> Duration {
         self.retention(Kind::Resource)
+            .max(self.retention(Kind::Unsettled))
             .max(self.retention(Kind::NotFound))
             .max(Duration::from_millis(1))
     }
@@ -115,7 +132,7 @@ impl Policy {
 mod tests {
     use super::*;
     use Freshness::{Fresh, Revalidate, Stale, Unusable};
-    use Kind::{NotFound, Resource};
+    use Kind::{NotFound, Resource, Unsettled};
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -126,6 +143,7 @@ mod tests {
             stale_while_revalidate: s(swr),
             stale_if_error: s(sie),
             negative_ttl: s(negative),
+            unsettled_ttl: s(ttl.min(5)),
         }
     }
 
@@ -157,6 +175,33 @@ mod tests {
         for (age, want) in cases {
             assert_eq!(p.freshness(Resource, age, &none), want, "age {age:?}");
         }
+    }
+
+    /// SPEC §15.1: an unsettled body is fresh for `unsettled_ttl` (5 s here), then revalidated
+    /// before the answer — never STALE under swr — and may stand in on error within sie.
+    #[test]
+    fn the_spec_table_for_unsettled_bodies() {
+        let p = policy(30, 30, 300, 0);
+        let none = RequestDirectives::default();
+        let cases = [
+            (Duration::ZERO, Fresh),
+            (secs(5), Fresh),                    // exactly unsettled_ttl
+            (secs(5) + MS, REVALIDATE_OR_STALE), // past it: ask first (never Stale)
+            (secs(31), REVALIDATE_OR_STALE),     // where a settled body would be Stale
+            (secs(305), REVALIDATE_OR_STALE),    // exactly unsettled_ttl + sie
+            (secs(305) + MS, Unusable),
+        ];
+        for (age, want) in cases {
+            assert_eq!(p.freshness(Unsettled, age, &none), want, "age {age:?}");
+        }
+        assert!(p.serves_on_error(Unsettled, secs(305)));
+        assert_eq!(p.retention(Unsettled), secs(305));
+        assert!(p.stores_unsettled());
+        let off = Policy {
+            unsettled_ttl: Duration::ZERO,
+            ..p
+        };
+        assert!(!off.stores_unsettled());
     }
 
     #[test]

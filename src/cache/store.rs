@@ -39,6 +39,8 @@ pub struct Entry {
     pub etag: Option<HeaderValue>,
     /// When the entry was stored or last revalidated: the origin of `Age`.
     pub stored_at: Instant,
+    /// Its body is not settled yet (SPEC §15.1): it lives `cache.unsettled_ttl`.
+    pub unsettled: bool,
 }
 
 /// Source of entry ids: unique in the process.
@@ -60,7 +62,14 @@ impl Entry {
             content_type,
             etag,
             stored_at,
+            unsettled: false,
         }
+    }
+
+    /// The same entry, marked unsettled (or not).
+    pub fn with_unsettled(mut self, unsettled: bool) -> Entry {
+        self.unsettled = unsettled;
+        self
     }
 
     /// The same answer, confirmed current at `now` (a new id: it is a new stored value).
@@ -72,6 +81,7 @@ impl Entry {
             self.etag.clone(),
             now,
         )
+        .with_unsettled(self.unsettled)
     }
 
     /// Bytes this entry costs in the byte bound (body + headers; the key is added by the store).
@@ -95,6 +105,8 @@ impl Entry {
     pub fn kind(&self) -> Kind {
         if self.is_negative() {
             Kind::NotFound
+        } else if self.unsettled {
+            Kind::Unsettled
         } else {
             Kind::Resource
         }

@@ -1,5 +1,5 @@
-//! An L2 entry as bytes in Redis (SPEC §12.1): what L1 holds — status, content type, etag,
-//! body — and its stored time as wall-clock Unix milliseconds, so that `Age` and freshness agree
+//! An L2 entry as bytes in Redis (SPEC §12.1): what L1 holds — status, whether the body is
+//! settled (SPEC §15.1), content type, etag, body — and its stored time as wall-clock Unix milliseconds, so that `Age` and freshness agree
 //! on every replica whatever its own clock's origin. A small line-based format with a version
 //! tag: a value this build cannot read (another version, anything else) is a miss, not an error.
 
@@ -10,15 +10,18 @@ use http::{HeaderValue, StatusCode};
 
 use crate::cache::store::Entry;
 
-/// Version tag of the stored format.
-const FORMAT: &[u8] = b"pg1";
+/// Version tag of the stored format: `pg2` adds the settled line. `pg1` (written by the
+/// version before it) is still read, as a settled entry.
+const FORMAT: &[u8] = b"pg2";
+const FORMAT_1: &[u8] = b"pg1";
 
 fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// `pg1`, stored time (Unix ms), status, content type, etag — one per line — then the body.
+/// `pg2`, stored time (Unix ms), status, `u` (unsettled) or `s`, content type, etag — one per
+/// line — then the body.
 pub fn encode(entry: &Entry, age: Duration) -> Bytes {
     let stored = unix_ms(SystemTime::now()).saturating_sub(age.as_millis() as u64);
     let text = |v: &Option<HeaderValue>| v.as_ref().map_or(&[][..], |v| v.as_bytes()).to_vec();
@@ -27,6 +30,11 @@ pub fn encode(entry: &Entry, age: Duration) -> Bytes {
         FORMAT.to_vec(),
         stored.to_string().into_bytes(),
         entry.status.as_u16().to_string().into_bytes(),
+        if entry.unsettled {
+            b"u".to_vec()
+        } else {
+            b"s".to_vec()
+        },
         text(&entry.content_type),
         text(&entry.etag),
     ] {
@@ -40,14 +48,26 @@ pub fn encode(entry: &Entry, age: Duration) -> Bytes {
 /// The entry `encode` wrote, its stored time turned into this process's clock; `None` for
 /// anything else.
 pub fn decode(bytes: &[u8]) -> Option<Entry> {
-    let mut fields = bytes.splitn(6, |&b| b == b'\n');
+    let version = bytes.split(|&b| b == b'\n').next()?;
+    let lines = match version {
+        FORMAT => 7,
+        FORMAT_1 => 6,
+        _ => return None,
+    };
+    let mut fields = bytes.splitn(lines, |&b| b == b'\n');
     let mut next = || fields.next();
-    if next()? != FORMAT {
-        return None;
-    }
+    next()?;
     let number = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u64>().ok();
     let stored = number(next()?)?;
     let status = StatusCode::from_u16(u16::try_from(number(next()?)?).ok()?).ok()?;
+    let unsettled = match lines {
+        7 => match next()? {
+            b"u" => true,
+            b"s" => false,
+            _ => return None,
+        },
+        _ => false,
+    };
     let header = |b: &[u8]| {
         (!b.is_empty())
             .then(|| HeaderValue::from_bytes(b).ok())
@@ -59,7 +79,7 @@ pub fn decode(bytes: &[u8]) -> Option<Entry> {
     let age = Duration::from_millis(unix_ms(SystemTime::now()).saturating_sub(stored));
     let now = Instant::now();
     let stored_at = now.checked_sub(age).unwrap_or(now);
-    Some(Entry::new(status, body, content_type, etag, stored_at))
+    Some(Entry::new(status, body, content_type, etag, stored_at).with_unsettled(unsettled))
 }
 
 #[cfg(test)]
@@ -95,8 +115,25 @@ mod tests {
         );
         let back = decode(&encode(&negative, Duration::ZERO)).expect("decodes");
         assert!(back.is_negative() && back.etag.is_none() && back.content_type.is_none());
+        // An unsettled entry stays unsettled; the previous format reads as settled.
+        let pending = Entry::new(
+            StatusCode::OK,
+            Bytes::from_static(b"{}"),
+            None,
+            None,
+            Instant::now(),
+        )
+        .with_unsettled(true);
+        assert!(
+            decode(&encode(&pending, Duration::ZERO))
+                .expect("decodes")
+                .unsettled
+        );
+        let previous = decode(b"pg1\n1\n200\n\n\"e\"\n{}").expect("pg1 decodes");
+        assert!(!previous.unsettled && previous.body == Bytes::from_static(b"{}"));
         for junk in [
             &b""[..],
+            b"pg2\n1\n200\nx\n\n\n{}",
             b"pg1",
             b"pg2\n1\n200\n\n\n",
             b"pg1\nx\n200\n\n\n",

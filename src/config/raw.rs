@@ -94,6 +94,11 @@ pub struct RawCache {
     pub partition: Partition,
     #[serde(deserialize_with = "names")]
     pub resources: Vec<Resource>,
+    /// Empty: the smaller of 5 s and `ttl`.
+    #[serde(with = "optional_bounded")]
+    pub unsettled_ttl: Option<Duration>,
+    #[serde(deserialize_with = "words")]
+    pub unsettled_statuses: Vec<String>,
 }
 
 /// `[log]` as written.
@@ -149,6 +154,27 @@ where
         .collect()
 }
 
+/// A list of words: a TOML array, or one comma-separated string (the environment form,
+/// `PARTNER_GATEWAY__CACHE__UNSETTLED_STATUSES=pending,unknown`), each trimmed, empty ones left
+/// out.
+fn words<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        List(Vec<String>),
+        Text(String),
+    }
+    let words = match Written::deserialize(deserializer)? {
+        Written::List(words) => words,
+        Written::Text(text) => text.split(',').map(str::to_owned).collect(),
+    };
+    Ok(words
+        .into_iter()
+        .map(|word| word.trim().to_owned())
+        .filter(|word| !word.is_empty())
+        .collect())
+}
+
 /// `[fleet]` as written.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RawFleet {
@@ -174,12 +200,15 @@ pub mod bounded {
 
     /// Reads a humantime duration and refuses one longer than [`MAX`].
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        let value = humantime::parse_duration(text.trim()).map_err(|e| {
-            serde::de::Error::custom(format!("{text:?} is not a duration like \"30s\" ({e})"))
-        })?;
+        parse(&String::deserialize(d)?)
+    }
+
+    /// [`deserialize`]'s rule for one text.
+    pub fn parse<E: serde::de::Error>(text: &str) -> Result<Duration, E> {
+        let value = humantime::parse_duration(text.trim())
+            .map_err(|e| E::custom(format!("{text:?} is not a duration like \"30s\" ({e})")))?;
         if value > MAX {
-            return Err(serde::de::Error::custom(format!(
+            return Err(E::custom(format!(
                 "{text:?} is longer than the most any duration may be, 365 days"
             )));
         }
@@ -189,5 +218,29 @@ pub mod bounded {
     /// Writes a duration the way humantime reads it back.
     pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
         humantime_serde::serialize(value, s)
+    }
+}
+
+/// A duration that may be left unset (`""`), bounded as [`bounded`] bounds every duration.
+pub mod optional_bounded {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// `""` (or only spaces) is unset; anything else a duration as [`super::bounded`] reads it.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        crate::config::raw::bounded::parse(&text).map(Some)
+    }
+
+    /// Writes unset as `""`, a duration the way humantime reads it back.
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => humantime_serde::serialize(value, s),
+            None => s.serialize_str(""),
+        }
     }
 }

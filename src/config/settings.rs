@@ -175,6 +175,11 @@ pub struct CacheConfig {
     pub partition: Partition,
     /// The GET-by-ID resources answered from cache (SPEC §13).
     pub resources: Resources,
+    /// Fresh lifetime of an unsettled body (SPEC §15.1); zero: such bodies are not stored.
+    #[serde(with = "humantime_serde")]
+    pub unsettled_ttl: Duration,
+    /// Top-level `status` values, lower-cased, that make a body unsettled.
+    pub unsettled_statuses: Vec<String>,
 }
 
 impl CacheConfig {

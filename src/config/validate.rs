@@ -87,6 +87,26 @@ impl TryFrom<RawConfig> for Config {
                  (cache.enabled = false turns the cache off)",
             ));
         }
+        // SPEC §15.1: unset, the smaller of 5 s and ttl; set, never longer than ttl.
+        let unsettled_ttl = match c.unsettled_ttl {
+            None => Duration::from_secs(5).min(c.ttl),
+            Some(set) if set > c.ttl => {
+                let (set, ttl) = (
+                    humantime::format_duration(set),
+                    humantime::format_duration(c.ttl),
+                );
+                return Err(invalid(
+                    "cache.unsettled_ttl",
+                    format!("{set} is longer than cache.ttl ({ttl}); an unsettled body cannot outlive a settled one"),
+                ));
+            }
+            Some(set) => set,
+        };
+        let unsettled_statuses = c
+            .unsettled_statuses
+            .iter()
+            .map(|status| status.to_ascii_lowercase())
+            .collect();
         // Any max_entry_bytes is valid next to max_bytes (SPEC §2): the smaller one is the
         // limit in force, see `CacheConfig::entry_limit`.
         let cache = CacheConfig {
@@ -99,6 +119,8 @@ impl TryFrom<RawConfig> for Config {
             negative_ttl: c.negative_ttl,
             partition: c.partition,
             resources: c.resources.into_iter().collect(),
+            unsettled_ttl,
+            unsettled_statuses,
         };
 
         let level = log_level.trim().to_owned();
@@ -318,6 +340,50 @@ mod tests {
                 "{key}={value}: {err:?} should name {named}"
             );
         }
+    }
+
+    /// SPEC §2, §15.1: unset, the smaller of 5 s and ttl; set above ttl, refused naming the key.
+    #[test]
+    fn unsettled_ttl_defaults_to_the_smaller_of_five_seconds_and_ttl_and_never_exceeds_ttl() {
+        let c = load_env(&[]).expect("defaults");
+        assert_eq!(c.cache.unsettled_ttl, Duration::from_secs(5));
+        assert_eq!(
+            c.cache.unsettled_statuses,
+            ["pending", "pending_po_upload", "unknown"]
+        );
+        let c = load_env(&[("PARTNER_GATEWAY__CACHE__TTL", "3s")]).expect("valid");
+        assert_eq!(c.cache.unsettled_ttl, Duration::from_secs(3));
+        let c = load_env(&[("PARTNER_GATEWAY__CACHE__UNSETTLED_TTL", "0s")]).expect("valid");
+        assert_eq!(c.cache.unsettled_ttl, Duration::ZERO);
+        let err = load_env(&[
+            ("PARTNER_GATEWAY__CACHE__TTL", "10s"),
+            ("PARTNER_GATEWAY__CACHE__UNSETTLED_TTL", "11s"),
+        ])
+        .expect_err("above ttl")
+        .to_string();
+        assert!(
+            err.contains("cache.unsettled_ttl") && err.contains("cache.ttl"),
+            "{err}"
+        );
+        let err = load_env(&[("PARTNER_GATEWAY__CACHE__UNSETTLED_TTL", "soon")]).expect_err("bad");
+        assert!(err.to_string().contains("cache.unsettled_ttl"), "{err}");
+    }
+
+    #[test]
+    fn unsettled_statuses_by_list_or_comma_separated_text_in_any_case() {
+        let c = load_env(&[(
+            "PARTNER_GATEWAY__CACHE__UNSETTLED_STATUSES",
+            " Pending, ,UNKNOWN ",
+        )]);
+        assert_eq!(
+            c.expect("valid").cache.unsettled_statuses,
+            ["pending", "unknown"]
+        );
+        let c = load_env(&[("PARTNER_GATEWAY__CACHE__UNSETTLED_STATUSES", "")]);
+        assert!(
+            c.expect("valid").cache.unsettled_statuses.is_empty(),
+            "the rule off"
+        );
     }
 
     #[test]

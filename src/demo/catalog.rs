@@ -39,6 +39,8 @@ pub(crate) struct Order {
     pub(crate) line_items: Vec<LineItem>,
     /// Position among all orders; picks derived fields (dates, alternate id).
     pub(crate) index: usize,
+    /// While `pending`: when provisioning finishes (SPEC §15.4).
+    pub(crate) settles_at: Option<std::time::Instant>,
 }
 
 /// A failed answer: the status and Partner Center's JSON error body.
@@ -104,6 +106,7 @@ pub(crate) fn sample_orders() -> Vec<Order> {
                     quantity: 5 + index as u64,
                 }],
                 index,
+                settles_at: None,
             });
         }
     }
@@ -141,21 +144,26 @@ pub(crate) fn order_json(order: &Order, base: &str) -> Value {
         .iter()
         .enumerate()
         .map(|(number, item)| {
-            json!({
+            let mut line = json!({
                 "lineItemNumber": number,
                 "offerId": item.offer_id,
-                "subscriptionId": item.subscription_id,
                 "friendlyName": item.friendly_name,
                 "quantity": item.quantity,
                 "termDuration": "P1M",
-                "links": {
+            });
+            // A pending order's items have no subscription yet: it is made when provisioning
+            // finishes.
+            if !item.subscription_id.is_empty() {
+                line["subscriptionId"] = json!(item.subscription_id);
+                line["links"] = json!({
                     "subscription": {
                         "uri": format!("/customers/{}/subscriptions/{}", order.customer, item.subscription_id),
                         "method": "GET",
                         "headers": []
                     }
-                }
-            })
+                });
+            }
+            line
         })
         .collect();
     json!({

@@ -61,12 +61,14 @@ impl Printer<'_> {
     }
 }
 
-/// What the walk-through keeps of an answer: status and headers (the body is drained).
+/// What the walk-through keeps of an answer: status, headers and body.
 pub(crate) struct Reply {
     /// The answer's status.
     pub(crate) status: StatusCode,
     /// The answer's headers.
     pub(crate) headers: HeaderMap,
+    /// The body (collected; the demo reads a few fields of it).
+    pub(crate) body: Bytes,
 }
 
 impl Reply {
@@ -107,10 +109,15 @@ pub(crate) async fn send(
         .map_err(|_| RequestFailed(format!("{url}: no answer in 30 s")))?
         .map_err(|e| RequestFailed(format!("{url}: {e}")))?;
     let (parts, body) = response.into_parts();
-    let _ = body.collect().await;
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     Ok(Reply {
         status: parts.status,
         headers: parts.headers,
+        body,
     })
 }
 

@@ -52,6 +52,9 @@ pub struct Knobs {
     pub budget_per_minute: u32,
     /// Share of requests answered 503 (0.0–1.0).
     pub failure_rate: f64,
+    /// How long an order placed through the simulator stays `pending` before it turns
+    /// `completed` with a new etag and its subscriptions appear (SPEC §15.4); zero: at once.
+    pub provisioning: Duration,
 }
 
 impl Default for Knobs {
@@ -60,6 +63,7 @@ impl Default for Knobs {
             latency: Duration::ZERO,
             budget_per_minute: 0,
             failure_rate: 0.0,
+            provisioning: Duration::ZERO,
         }
     }
 }
@@ -130,11 +134,12 @@ impl Simulator {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let counters = Arc::new(Counters::default());
+        let provisioning = knobs.provisioning;
         let shared = Arc::new(Shared {
             knobs,
             counters: counters.clone(),
             state: Mutex::new(State {
-                store: Store::sample(format!("http://{addr}")),
+                store: Store::sample(format!("http://{addr}"), provisioning),
                 windows: HashMap::new(),
             }),
             noise: AtomicU64::new(0x9e37_79b9_7f4a_7c15),
@@ -303,13 +308,15 @@ impl Shared {
         }
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let store = &mut state.store;
+        let now = Instant::now();
+        store.settle(now);
         match (method, rest) {
             (Method::GET, []) => store.customer(c),
             (Method::PATCH, []) => store.patch_customer(c, if_match, &json(&body)?),
             (Method::GET, ["profiles", "billing"]) => store.billing(c),
             (Method::PUT, ["profiles", "billing"]) => store.put_billing(c, if_match, &json(&body)?),
             (Method::GET, ["orders"]) => store.orders(c),
-            (Method::POST, ["orders"]) => store.create_order(c, &json(&body)?),
+            (Method::POST, ["orders"]) => store.create_order(c, &json(&body)?, now),
             (Method::GET, ["orders", o]) => store.order(c, o),
             (Method::PATCH, ["orders", o]) => store.patch_order(c, o, if_match, &json(&body)?),
             (Method::GET, ["subscriptions"]) => store.subscriptions(c),

@@ -5,8 +5,11 @@
 //! subscription per line item or grows the customer's subscription for that offer, and a PATCH
 //! of an order's quantities changes those subscriptions — each change bumps the subscription's
 //! version, so its `attributes.etag` changes. Every write honours `If-Match` against the
-//! resource's current ETag. The server ([`simulator`](super::simulator)) parses
+//! resource's current ETag. A placed order is `pending` until its provisioning time has passed
+//! (SPEC §15.4), then `completed` with a new etag and its subscriptions. The server ([`simulator`](super::simulator)) parses
 //! requests and calls one method here per path and method; nothing here touches HTTP.
+
+use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use serde_json::Value;
@@ -31,6 +34,8 @@ pub(crate) struct Store {
     customers: Vec<Customer>,
     /// The simulator's base URL, for `links.self`.
     base: String,
+    /// How long a placed order stays `pending` (SPEC §15.4); zero: completed at once.
+    provisioning: Duration,
 }
 
 /// A 412 unless `given` (an `If-Match` value, quotes allowed, `*` for any) is one of `current`.
@@ -56,14 +61,83 @@ fn seats(value: &Value, field: &str) -> Result<u64, Failure> {
 }
 
 impl Store {
-    /// The sample data; `base` is the simulator's base URL.
-    pub(crate) fn sample(base: String) -> Store {
+    /// The sample data; `base` is the simulator's base URL; placed orders stay `pending` for
+    /// `provisioning`.
+    pub(crate) fn sample(base: String, provisioning: Duration) -> Store {
         let orders = sample_orders();
         Store {
             subscriptions: sample_subscriptions(&orders),
             orders,
             customers: sample_customers(),
             base,
+            provisioning,
+        }
+    }
+
+    /// Finishes the provisioning of every order whose time has come (SPEC §15.4): `completed`,
+    /// a new etag, its subscriptions made or grown — with no call from anyone. Run before every
+    /// request, so what a request reads is as of its arrival.
+    pub(crate) fn settle(&mut self, now: Instant) {
+        let due: Vec<usize> = (self.orders.iter().enumerate())
+            .filter(|(_, order)| order.settles_at.is_some_and(|at| at <= now))
+            .map(|(index, _)| index)
+            .collect();
+        for index in due {
+            self.provision(index);
+            let order = &mut self.orders[index];
+            order.settles_at = None;
+            order.status = "completed".to_owned();
+            order.version += 1;
+        }
+    }
+
+    /// Makes or grows the subscription of each of the order's line items.
+    fn provision(&mut self, index: usize) {
+        let (customer, order_id, billing_cycle) = {
+            let order = &self.orders[index];
+            (
+                order.customer.clone(),
+                order.id.clone(),
+                order.billing_cycle.clone(),
+            )
+        };
+        for item in 0..self.orders[index].line_items.len() {
+            let line = &self.orders[index].line_items[item];
+            let (offer, quantity, name) = (
+                line.offer_id.clone(),
+                line.quantity,
+                line.friendly_name.clone(),
+            );
+            let existing = self
+                .subscriptions
+                .iter_mut()
+                .find(|s| s.customer == customer && s.offer_id.eq_ignore_ascii_case(&offer));
+            let id = match existing {
+                Some(s) => {
+                    s.quantity = s.quantity.saturating_add(quantity);
+                    s.version += 1;
+                    s.id.clone()
+                }
+                None => {
+                    let number = self.subscriptions.len();
+                    self.subscriptions.push(Subscription {
+                        customer: customer.clone(),
+                        id: subscription_id(number),
+                        offer_id: offer.clone(),
+                        offer_name: offer_name(&offer, Some(&name)),
+                        friendly_name: name.clone(),
+                        quantity,
+                        status: "active".to_owned(),
+                        order_id: order_id.clone(),
+                        billing_cycle: billing_cycle.clone(),
+                        auto_renew: true,
+                        version: 1,
+                        index: number,
+                    });
+                    subscription_id(number)
+                }
+            };
+            self.orders[index].line_items[item].subscription_id = id;
         }
     }
 
@@ -152,9 +226,10 @@ impl Store {
     }
 
     /// `POST /v1/customers/{c}/orders`: a new order of `lineItems[]` (`offerId`, `quantity`,
-    /// optional `friendlyName`), answered 201. Each line item grows the customer's subscription
-    /// to its offer, or creates one.
-    pub(crate) fn create_order(&mut self, c: &str, body: &Value) -> Answer {
+    /// optional `friendlyName`), answered 201. It is `pending` until its provisioning time has
+    /// passed (see [`Store::settle`]); then each line item grows the customer's subscription to
+    /// its offer, or creates one.
+    pub(crate) fn create_order(&mut self, c: &str, body: &Value, now: Instant) -> Answer {
         let customer = find_customer(&self.customers, c)?.id.clone();
         let items = body
             .get("lineItems")
@@ -180,63 +255,34 @@ impl Store {
             None => "monthly".to_owned(),
         };
         let index = self.orders.len();
-        let id = order_id(index);
-        let mut line_items = Vec::new();
-        for (offer, quantity, name) in wanted {
-            let offer_name = OFFERS
-                .iter()
-                .find(|(known, _)| known.eq_ignore_ascii_case(&offer))
-                .map(|(_, known)| (*known).to_owned())
-                .or_else(|| name.clone())
-                .unwrap_or_else(|| offer.clone());
-            let existing = self
-                .subscriptions
-                .iter_mut()
-                .find(|s| s.customer == customer && s.offer_id.eq_ignore_ascii_case(&offer));
-            let subscription_id = match existing {
-                Some(s) => {
-                    s.quantity = s.quantity.saturating_add(quantity);
-                    s.version += 1;
-                    s.id.clone()
-                }
-                None => {
-                    let number = self.subscriptions.len();
-                    self.subscriptions.push(Subscription {
-                        customer: customer.clone(),
-                        id: subscription_id(number),
-                        offer_id: offer.clone(),
-                        offer_name: offer_name.clone(),
-                        friendly_name: name.clone().unwrap_or_else(|| offer_name.clone()),
-                        quantity,
-                        status: "active".to_owned(),
-                        order_id: id.clone(),
-                        billing_cycle: billing_cycle.clone(),
-                        auto_renew: true,
-                        version: 1,
-                        index: number,
-                    });
-                    subscription_id(number)
-                }
-            };
-            line_items.push(LineItem {
+        let line_items = wanted
+            .into_iter()
+            .map(|(offer, quantity, name)| LineItem {
+                friendly_name: name.unwrap_or_else(|| offer_name(&offer, None)),
                 offer_id: offer,
-                subscription_id,
-                friendly_name: name.unwrap_or(offer_name),
+                subscription_id: String::new(),
                 quantity,
-            });
-        }
-        let order = Order {
+            })
+            .collect();
+        self.orders.push(Order {
             customer,
-            id,
+            id: order_id(index),
             version: 1,
-            status: "completed".to_owned(),
+            status: "pending".to_owned(),
             billing_cycle,
             line_items,
             index,
-        };
-        let answer = order_json(&order, &self.base);
-        self.orders.push(order);
-        Ok((StatusCode::CREATED, answer))
+            settles_at: Some(now + self.provisioning),
+        });
+        // Without a provisioning time the order is completed (and its subscriptions made) at once.
+        if self.provisioning.is_zero() {
+            self.provision(index);
+            let order = &mut self.orders[index];
+            order.settles_at = None;
+            order.status = "completed".to_owned();
+        }
+        let order = &self.orders[index];
+        Ok((StatusCode::CREATED, order_json(order, &self.base)))
     }
 
     /// `GET /v1/customers/{c}/subscriptions/{s}`.
@@ -368,4 +414,14 @@ impl Store {
         customer.version += 1;
         Ok((StatusCode::OK, billing_json(customer)))
     }
+}
+
+/// The catalogue's name of `offer`, or else the name the buyer gave, or else the offer id.
+fn offer_name(offer: &str, given: Option<&str>) -> String {
+    OFFERS
+        .iter()
+        .find(|(known, _)| known.eq_ignore_ascii_case(offer))
+        .map(|(_, known)| (*known).to_owned())
+        .or_else(|| given.map(str::to_owned))
+        .unwrap_or_else(|| offer.to_owned())
 }

@@ -73,10 +73,13 @@ impl From<RequestFailed> for DemoError {
 
 const TOKEN: &str = "Bearer demo-token";
 const BUDGET: u32 = 30;
+/// How long an order placed in the demo stays `pending` in the simulator.
+const PROVISIONING: std::time::Duration = std::time::Duration::from_secs(3);
 
 async fn bind_simulator(fixed: bool) -> Result<Simulator, DemoError> {
     let knobs = Knobs {
         budget_per_minute: BUDGET,
+        provisioning: PROVISIONING,
         ..Knobs::default()
     };
     if fixed {
@@ -100,6 +103,8 @@ async fn bind_gateway(fixed: bool, upstream: &str) -> Result<crate::server::Boun
                 "PARTNER_GATEWAY__CACHE__RESOURCES",
                 "orders,subscriptions,customers",
             ),
+            // A pending order is kept 2 s: the demo's poll sees it turn completed quickly.
+            ("PARTNER_GATEWAY__CACHE__UNSETTLED_TTL", "2s"),
         ];
         Ok(Config::load(&Sources {
             env: env
@@ -267,7 +272,7 @@ async fn walk_through(
 
     p.step(
         5,
-        "Subscriptions are cached too, and placing an order invalidates them",
+        "Placing an order: pending for a few seconds, completed soon after it changes",
     );
     let base = format!("http://{front}");
     report.subscription = subscription_step(p, &client, &base, TOKEN, simulator).await?;

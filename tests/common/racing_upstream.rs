@@ -30,6 +30,10 @@ pub enum Coding {
 
 struct State {
     versions: HashMap<String, u32>,
+    /// A top-level `status` other than the fixture's, per order.
+    statuses: HashMap<String, String>,
+    /// Answer every request with this status instead (an upstream that fails).
+    failing: Option<u16>,
     read_delay: Duration,
     write_delay: Duration,
     coding: Coding,
@@ -61,6 +65,8 @@ impl RacingUpstream {
         let addr = listener.local_addr().expect("addr");
         let state = Arc::new(Mutex::new(State {
             versions: HashMap::new(),
+            statuses: HashMap::new(),
+            failing: None,
             read_delay: Duration::ZERO,
             write_delay: Duration::ZERO,
             coding: Coding::Identity,
@@ -102,6 +108,24 @@ impl RacingUpstream {
 
     pub fn set_coding(&self, coding: Coding) {
         self.state.lock().expect("lock").coding = coding;
+    }
+
+    /// Gives `order` this top-level `status` from now on (its version unchanged).
+    pub fn set_status(&self, order: &str, status: &str) {
+        let mut st = self.state.lock().expect("lock");
+        st.statuses.insert(order.to_owned(), status.to_owned());
+    }
+
+    /// Partner Center finishes provisioning `order` on its own: `completed`, a new version.
+    pub fn complete(&self, order: &str) {
+        let mut st = self.state.lock().expect("lock");
+        st.statuses.insert(order.to_owned(), "completed".to_owned());
+        *st.versions.entry(order.to_owned()).or_insert(1) += 1;
+    }
+
+    /// Answers everything with `status` from now on (`None`: normal again).
+    pub fn fail_with(&self, status: Option<u16>) {
+        self.state.lock().expect("lock").failing = status;
     }
 
     /// GETs received so far.
@@ -153,7 +177,7 @@ async fn answer(
     };
     let write = req.method() != Method::GET && req.method() != Method::HEAD;
     // Read (or apply) on arrival, answer after the delay.
-    let (version, delay, coding) = {
+    let (version, delay, coding, status_word, failing) = {
         let mut st = state.lock().expect("lock");
         if write {
             *st.versions.entry(order.clone()).or_insert(1) += 1;
@@ -163,7 +187,8 @@ async fn answer(
         }
         let version = *st.versions.get(&order).unwrap_or(&1);
         let delay = if write { st.write_delay } else { st.read_delay };
-        (version, delay, st.coding)
+        let status_word = st.statuses.get(&order).cloned();
+        (version, delay, st.coding, status_word, st.failing)
     };
     let counter = if write {
         &counters.writes
@@ -177,7 +202,15 @@ async fn answer(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let body = order_json(&customer, &order, version);
+    if let Some(code) = failing {
+        return status(code);
+    }
+    let mut body = order_json(&customer, &order, version);
+    if let Some(word) = status_word {
+        let mut json: serde_json::Value = serde_json::from_str(&body).expect("fixture");
+        json["status"] = serde_json::Value::String(word);
+        body = json.to_string();
+    }
     let builder = hyper::Response::builder()
         .status(200)
         .header("content-type", "application/json; charset=utf-8")

@@ -58,7 +58,7 @@ fn response_cache_control() -> impl Strategy<Value = (Option<&'static str>, bool
 /// Runs the judge; panics propagate as failures.
 fn run(status: u16, headers: &HeaderMap, body: &[u8]) -> Result<String, NotStored> {
     let status = StatusCode::from_u16(status).expect("status");
-    judge(status, headers, body, &order()).map(|s| s.etag.to_str().expect("ascii").to_owned())
+    judge(status, headers, body, &order(), &[]).map(|s| s.etag.to_str().expect("ascii").to_owned())
 }
 
 /// What an accepted body must hold, checked by a parser of its own: an object whose `id` is the

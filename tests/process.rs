@@ -98,6 +98,11 @@ fn check_config_rejects_bad_files_naming_the_key() {
             "[upstream]\nbase_url = \"https://svc:hunter2@example.test\"\n",
             "upstream.base_url",
         ),
+        // SPEC §15.1: an unsettled body may not outlive a settled one.
+        (
+            "[cache]\nttl = \"10s\"\nunsettled_ttl = \"11s\"\n",
+            "cache.unsettled_ttl",
+        ),
     ] {
         let file = temp_file("bad.toml", text);
         let out = gateway_command(

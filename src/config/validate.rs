@@ -124,9 +124,7 @@ impl TryFrom<RawConfig> for Config {
         };
 
         let level = log_level.trim().to_owned();
-        tracing_subscriber::EnvFilter::builder()
-            .parse(&level)
-            .map_err(|e| invalid("log.level", format!("{level:?}: {e}")))?;
+        log_filter(&level)?;
         let log = LogConfig {
             format: raw.log.format,
             level,
@@ -147,6 +145,38 @@ impl TryFrom<RawConfig> for Config {
 
 /// A bearer token is printable ASCII without spaces (RFC 6750 `b64token` and kin): anything
 /// else could never be sent back in an `Authorization` header, so no purge could match it.
+/// `log.level` (SPEC §9): a level, or filter directives whose every level is one. A bare word is
+/// a level (`"warning"` or `"loud"` is a typo, not a target: tracing's filter would read it as
+/// one and log nothing at all); a target is written `target=level`, or with `::`.
+fn log_filter(level: &str) -> Result<(), ConfigError> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let fail = |why: String| {
+        invalid(
+            "log.level",
+            format!("{level:?}: {why} (a level is one of trace, debug, info, warn, error, off; a filter reads like \"warn,partner_gateway=debug\")"),
+        )
+    };
+    if level.is_empty() {
+        return Err(fail("is empty".to_owned()));
+    }
+    for directive in level.split(',').map(str::trim) {
+        let named_level = match directive.rsplit_once('=') {
+            Some((_, named)) => Some(named),
+            None if directive.contains("::") || directive.contains('[') => None,
+            None => Some(directive),
+        };
+        if let Some(named) = named_level {
+            if !LEVELS.contains(&named.to_ascii_lowercase().as_str()) {
+                return Err(fail(format!("{named:?} is not a level")));
+            }
+        }
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(level)
+        .map(|_| ())
+        .map_err(|e| fail(e.to_string()))
+}
+
 fn admin_token(token: String) -> Result<String, ConfigError> {
     if token.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(token)
@@ -384,6 +414,33 @@ mod tests {
             c.expect("valid").cache.unsettled_statuses.is_empty(),
             "the rule off"
         );
+    }
+
+    #[test]
+    fn log_level_is_a_level_or_filter_directives_whose_levels_are_levels() {
+        for good in [
+            "info",
+            "WARN",
+            "off",
+            "warn,partner_gateway=debug",
+            "hyper::proto=trace",
+            "info,h2[x]",
+        ] {
+            let c = load_env(&[("PARTNER_GATEWAY__LOG__LEVEL", good)]);
+            assert!(c.is_ok(), "{good}: {c:?}");
+        }
+        for bad in [
+            "warning",
+            "loud",
+            "",
+            "info,verbose",
+            "partner_gateway=loud",
+        ] {
+            let err = load_env(&[("PARTNER_GATEWAY__LOG__LEVEL", bad)])
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("log.level"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -55,6 +55,35 @@ async fn replica_with(
     TestGateway::with(&up.base_url, &overrides).await
 }
 
+/// Three replicas with `extra` settings, once each counts all three.
+async fn three_replicas(
+    up: &RacingUpstream,
+    redis: &RedisServer,
+    extra: &[(&str, &str)],
+) -> Vec<Arc<TestGateway>> {
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(Arc::new(replica_with(up, redis, extra).await));
+    }
+    for gw in &replicas {
+        eventually(Duration::from_secs(5), || async {
+            let stats = gw.stats().await;
+            stats["fleet"]["up"] == true && stats["fleet"]["replicas"] == 3
+        })
+        .await;
+    }
+    replicas
+}
+
+/// Stops every replica (each once nothing else holds it).
+async fn stop_all(replicas: Vec<Arc<TestGateway>>) {
+    for gw in replicas {
+        if let Ok(gw) = Arc::try_unwrap(gw) {
+            gw.stop().await;
+        }
+    }
+}
+
 fn etag(order: &str, version: u32) -> String {
     format!("\"{}\"", etag_for(order, version))
 }
@@ -65,17 +94,7 @@ async fn a_read_on_any_replica_after_a_write_never_gets_a_fill_sent_before_it() 
         return;
     };
     let up = RacingUpstream::start().await;
-    let mut replicas = Vec::new();
-    for _ in 0..3 {
-        replicas.push(replica(&up, &redis).await);
-    }
-    for gw in &replicas {
-        eventually(Duration::from_secs(5), || async {
-            let stats = gw.stats().await;
-            stats["fleet"]["up"] == true && stats["fleet"]["replicas"] == 3
-        })
-        .await;
-    }
+    let replicas = three_replicas(&up, &redis, &[]).await;
     let order = new_order();
 
     // B fills: the upstream has read version 1 and answers in 1.5 s.
@@ -126,9 +145,8 @@ async fn a_read_on_any_replica_after_a_write_never_gets_a_fill_sent_before_it() 
     assert_eq!(reply.header("etag"), Some(etag(&order, 2).as_str()));
     assert_eq!(reply.header("x-cache"), Some("HIT"), "from the shared tier");
     assert_eq!(up.gets(), gets, "no upstream request for it");
-    for gw in replicas.into_iter().chain([fresh]) {
-        gw.stop().await;
-    }
+    fresh.stop().await;
+    stop_all(replicas).await;
 }
 
 /// SPEC §15.1 in fleet mode: pollers of one pending order on three replicas cost at most one
@@ -141,17 +159,7 @@ async fn pollers_on_three_replicas_cost_one_upstream_request_per_unsettled_ttl_f
     let up = RacingUpstream::start().await;
     up.set_read_delay(Duration::from_millis(50));
     let settings = [("cache.ttl", "30s"), ("cache.unsettled_ttl", "500ms")];
-    let mut replicas = Vec::new();
-    for _ in 0..3 {
-        replicas.push(Arc::new(replica_with(&up, &redis, &settings).await));
-    }
-    for gw in &replicas {
-        eventually(Duration::from_secs(5), || async {
-            let stats = gw.stats().await;
-            stats["fleet"]["up"] == true && stats["fleet"]["replicas"] == 3
-        })
-        .await;
-    }
+    let replicas = three_replicas(&up, &redis, &settings).await;
     let order = new_order();
     up.set_status(&order, "pending");
     let until = Instant::now() + Duration::from_millis(2500);
@@ -181,11 +189,7 @@ async fn pollers_on_three_replicas_cost_one_upstream_request_per_unsettled_ttl_f
         "{asked} upstream requests for {polls} polls"
     );
     assert!(polls >= 150, "the pollers polled ({polls})");
-    for gw in replicas {
-        if let Ok(gw) = Arc::try_unwrap(gw) {
-            gw.stop().await;
-        }
-    }
+    stop_all(replicas).await;
 }
 
 /// The shared tier of a fleet on `redis`, its link up, as a replica's fill uses it.

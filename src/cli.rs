@@ -185,9 +185,14 @@ fn simulate(listen: std::net::SocketAddr, knobs: crate::demo::simulator::Knobs) 
         match crate::demo::simulator::Simulator::start(listen, knobs.clone()).await {
             Ok(sim) => {
                 tracing::info!(listen = %sim.addr, ?knobs, "simulator listening");
-                println!("simulator listening on {}", sim.base_url());
-                for path in crate::demo::simulator::Simulator::paths() {
-                    println!("  {path}");
+                // Whoever reads standard output may stop (`simulate | head -1`): then the
+                // simulator ends quietly instead of panicking on the broken pipe.
+                if let Err(e) = print_paths(&sim.base_url()) {
+                    if e.kind() != std::io::ErrorKind::BrokenPipe {
+                        eprintln!("partner-gateway simulate: {e}");
+                    }
+                    sim.stop();
+                    return ExitCode::SUCCESS;
                 }
                 shutdown_signal().await;
                 sim.stop();
@@ -199,6 +204,18 @@ fn simulate(listen: std::net::SocketAddr, knobs: crate::demo::simulator::Knobs) 
             }
         }
     })
+}
+
+/// The simulator's address and every sample path it serves, on standard output.
+#[cfg(feature = "demo")]
+fn print_paths(base: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "simulator listening on {base}")?;
+    for path in crate::demo::simulator::Simulator::paths() {
+        writeln!(out, "  {path}")?;
+    }
+    out.flush()
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

@@ -30,6 +30,8 @@ pub enum GatewayError {
     PayloadTooLarge { limit: u64 },
     #[error("the request body was broken off or is shorter than announced")]
     RequestBodyBroken,
+    #[error("there is no such admin endpoint")]
+    NotFound,
     #[error("the admin token is missing or wrong")]
     AdminUnauthorized,
     #[error("admin purges are accepted only from loopback while no admin token is set")]
@@ -63,6 +65,7 @@ impl GatewayError {
                 (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge")
             }
             GatewayError::RequestBodyBroken => (StatusCode::BAD_REQUEST, "InvalidRequestBody"),
+            GatewayError::NotFound => (StatusCode::NOT_FOUND, "NotFound"),
             GatewayError::AdminUnauthorized => (StatusCode::UNAUTHORIZED, "AdminUnauthorized"),
             GatewayError::AdminForbidden => (StatusCode::FORBIDDEN, "AdminForbidden"),
             GatewayError::GatewayRateLimited { .. } => {

@@ -86,10 +86,29 @@ impl Bound {
             front,
             admin,
         } = self;
+        // What runs, in one line: listeners, upstream, what is cached for whom, the fleet.
+        let config = &gateway.config;
+        let resources: Vec<&str> = config.cache.resources.iter().map(|r| r.name()).collect();
+        let fleet = match &gateway.fleet {
+            Some(replica) => format!(
+                "{} on {} as replica {}",
+                config.fleet.name,
+                crate::config::mask::masked_list(&config.fleet.redis_url),
+                replica.members().id()
+            ),
+            None => "off".to_owned(),
+        };
         tracing::info!(
             front = %front.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             admin = %admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-            upstream = %crate::config::mask_password(&gateway.config.upstream.base_url),
+            upstream = %crate::config::mask_password(&config.upstream.base_url),
+            cache = if config.cache.enabled { "on" } else { "off" },
+            resources = %resources.join(","),
+            partition = match config.cache.partition {
+                crate::config::Partition::Credential => "credential",
+                crate::config::Partition::Shared => "shared",
+            },
+            fleet = %fleet,
             "listening"
         );
         crate::admin::auth::warn_if_unguarded(&gateway.config.admin);

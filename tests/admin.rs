@@ -125,10 +125,33 @@ async fn purges_without_a_token_are_accepted_from_loopback() {
     // With no token configured an Authorization header is neither needed nor harmful.
     let reply = purge(&gw, "/cache", &[("authorization", "Bearer whatever")]).await;
     assert_eq!(reply.json(), serde_json::json!({"purged": 1}));
-    // Not a purge: the admin port's own answers, unchanged.
+    // Not a purge: the admin port's errors are Partner Center's shape too (SPEC §7, §8).
     let bad = purge(&gw, "/cache/customers/not-a-guid", &[]).await;
-    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_refused(&bad, StatusCode::BAD_REQUEST, "InvalidIdentifier");
+    assert!(bad.json()["description"]
+        .as_str()
+        .is_some_and(|d| d.contains("customer-tenant-id")));
+    let path = format!("/cache/customers/{CUSTOMER}/subscriptions/nope");
+    let bad_item = purge(&gw, &path, &[]).await;
+    assert_refused(&bad_item, StatusCode::BAD_REQUEST, "InvalidIdentifier");
+    assert!(bad_item.json()["description"]
+        .as_str()
+        .is_some_and(|d| d.contains("id-for-subscription")));
     let wrong_method = get(&gw.admin_url("/cache"), &[]).await;
-    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_refused(
+        &wrong_method,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+    );
+    let wrong_method = purge(&gw, "/healthz", &[]).await;
+    assert_refused(
+        &wrong_method,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+    );
+    for unknown in ["/nope", "/cache/customers", "/cache/customers/x/carts/y"] {
+        let reply = get(&gw.admin_url(unknown), &[]).await;
+        assert_refused(&reply, StatusCode::NOT_FOUND, "NotFound");
+    }
     gw.stop().await;
 }

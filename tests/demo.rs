@@ -50,7 +50,9 @@ async fn simulator_serves_orders_like_partner_center() {
     }
     assert!(line["quantity"].is_u64());
     assert!(line["links"].is_object());
-    assert!(order["links"]["self"]["uri"].is_string());
+    // Relative, as Partner Center's links are: never the simulator's own address.
+    let own = format!("/customers/{customer}/orders/{}", orders[0]);
+    assert_eq!(order["links"]["self"]["uri"], own.as_str());
     // The etag is base64 of {"id":…,"version":N}.
     use base64::Engine;
     let etag = order["attributes"]["etag"]

@@ -262,6 +262,17 @@ async fn logs_are_json_access_lines_without_secrets_and_sigterm_exits_zero() {
         .filter(|j| j["target"] == "partner_gateway::access")
         .collect();
     assert_eq!(access.len(), 2, "one access line per request:\n{text}");
+    // The start-up line says what runs.
+    let listening = all
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|j| j["message"] == "listening")
+        .expect("the listening line");
+    assert_eq!(listening["upstream"], base.as_str());
+    assert_eq!(listening["cache"], "on");
+    assert_eq!(listening["resources"], "orders");
+    assert_eq!(listening["partition"], "credential");
+    assert_eq!(listening["fleet"], "off");
     let post = &access[0];
     assert_eq!(post["method"], "POST");
     assert_eq!(post["path"], "/v1/customers/x/carts");
@@ -473,4 +484,22 @@ async fn a_log_output_nobody_reads_drops_lines_and_never_holds_a_request() {
     assert!(status.success());
     let _ = child.wait();
     drop(out);
+}
+
+/// `simulate | head -1`: a reader that goes away ends the simulator quietly, no panic.
+#[cfg(feature = "demo")]
+#[test]
+fn simulate_ends_quietly_when_nobody_reads_its_output() {
+    let mut child = gateway_command(&["simulate", "--listen", "127.0.0.1:0"], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let status = wait_bounded(&mut child, Duration::from_secs(20));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -21,7 +21,7 @@ use crate::front::connection;
 use crate::front::pipeline::Gateway;
 use crate::request::correlation::Correlation;
 use crate::request::route::Guid;
-use crate::resource::{ItemRef, Purge, Resource};
+use crate::resource::{IdField, ItemRef, Purge, Resource};
 
 /// Accepts admin connections until `stop` turns true. Each is driven like a front connection
 /// (SPEC §8): the same head-read timeout and head-size limit (431), idle connections closed.
@@ -80,11 +80,15 @@ pub async fn handle(
             r#"{"status":"draining"}"#.to_owned(),
         ),
         (&Method::GET, "/readyz") => json(StatusCode::OK, r#"{"status":"ready"}"#.to_owned()),
-        (_, "/healthz" | "/readyz" | "/metrics") => json(
-            StatusCode::METHOD_NOT_ALLOWED,
-            r#"{"error":"method not allowed"}"#.to_owned(),
+        // SPEC §7: the Partner Center error shape, with the request's correlation IDs.
+        (method, "/healthz" | "/readyz" | "/metrics") => {
+            let correlation = Correlation::from_request(request.headers());
+            refused(GatewayError::MethodNotAllowed(method.clone()), &correlation)
+        }
+        _ => refused(
+            GatewayError::NotFound,
+            &Correlation::from_request(request.headers()),
         ),
-        _ => json(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#.to_owned()),
     }
 }
 
@@ -165,36 +169,25 @@ async fn cache_admin(
         response
     };
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let guid = |text: &str, field| Guid::parse(text).ok_or(GatewayError::InvalidIdentifier(field));
     let target = match segments.as_slice() {
-        ["cache"] => Some(Purge::All),
-        ["cache", "customers", c] => Guid::parse(c).map(Purge::Customer),
-        ["cache", "customers", c, collection, id]
-            if Resource::by_collection(collection).is_some() =>
-        {
-            let resource = Resource::by_collection(collection);
-            Guid::parse(c)
-                .zip(Guid::parse(id))
-                .zip(resource)
-                .map(|((customer, id), resource)| {
-                    Purge::One(ItemRef {
-                        resource,
-                        customer,
-                        id,
-                    })
-                })
-        }
-        _ => {
-            return correlated(json(
-                StatusCode::NOT_FOUND,
-                r#"{"error":"not found"}"#.to_owned(),
-            ))
-        }
+        ["cache"] => Ok(Purge::All),
+        ["cache", "customers", c] => guid(c, IdField::Customer).map(Purge::Customer),
+        ["cache", "customers", c, collection, id] => match Resource::by_collection(collection) {
+            Some(resource) => guid(c, IdField::Customer).and_then(|customer| {
+                let id = guid(id, IdField::Item(resource))?;
+                Ok(Purge::One(ItemRef {
+                    resource,
+                    customer,
+                    id,
+                }))
+            }),
+            None => return refused(GatewayError::NotFound, &correlation),
+        },
+        _ => return refused(GatewayError::NotFound, &correlation),
     };
     if method != Method::DELETE {
-        return correlated(json(
-            StatusCode::METHOD_NOT_ALLOWED,
-            r#"{"error":"method not allowed"}"#.to_owned(),
-        ));
+        return refused(GatewayError::MethodNotAllowed(method.clone()), &correlation);
     }
     if let Err(refusal) = authorize_purge(peer.ip(), &gateway.config.admin.token, headers) {
         // The peer and the reason, never the Authorization value.
@@ -208,11 +201,9 @@ async fn cache_admin(
         );
         return refused(refusal, &correlation);
     }
-    let Some(target) = target else {
-        return correlated(json(
-            StatusCode::BAD_REQUEST,
-            r#"{"error":"customer and item ids must be GUIDs"}"#.to_owned(),
-        ));
+    let target = match target {
+        Ok(target) => target,
+        Err(error) => return refused(error, &correlation),
     };
     // The one invalidation path: memory (a large purge on the blocking pool), the shared tier
     // (N counts both), and in fleet mode every live replica, whose confirmations R counts.
@@ -235,6 +226,8 @@ async fn cache_admin(
 
 /// A refused purge: the SPEC §7 JSON, never stored by a cache in between, and for a 401 the
 /// scheme the client must use (RFC 9110 §11.6.1).
+/// Every error the admin port answers (SPEC §7, §8): the Partner Center shape, the correlation
+/// IDs, never stored; a 401 says how to authenticate.
 fn refused(error: GatewayError, correlation: &Correlation) -> Response<Body> {
     let unauthorized = matches!(error, GatewayError::AdminUnauthorized);
     let mut response = error.into_response(correlation);

@@ -51,6 +51,11 @@ pub fn path_or_empty<S: Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::O
 
 /// Prints the URL list with every password replaced by `***`.
 pub fn masked_urls<S: Serializer>(urls: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&masked_list(urls))
+}
+
+/// A comma-separated URL list with every password replaced by `***`.
+pub fn masked_list(urls: &str) -> String {
     let masked: Vec<String> = urls.split(',').map(mask_password).collect();
-    s.serialize_str(&masked.join(","))
+    masked.join(",")
 }

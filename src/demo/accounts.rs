@@ -205,9 +205,9 @@ pub(crate) fn billing_etag(customer: &Customer) -> String {
     version_etag(&customer.billing_id, customer.version)
 }
 
-/// The subscription as a Partner Center Subscription resource; `base` is the simulator's URL.
-pub(crate) fn subscription_json(s: &Subscription, base: &str) -> Value {
-    let path = format!("/v1/customers/{}/subscriptions/{}", s.customer, s.id);
+/// The subscription as a Partner Center Subscription resource (links relative).
+pub(crate) fn subscription_json(s: &Subscription) -> Value {
+    let path = format!("/customers/{}/subscriptions/{}", s.customer, s.id);
     json!({
         "id": s.id,
         "offerId": s.offer_id,
@@ -227,7 +227,7 @@ pub(crate) fn subscription_json(s: &Subscription, base: &str) -> Value {
         "contractType": "subscription",
         "orderId": s.order_id,
         "links": {
-            "self": {"uri": format!("{base}{path}"), "method": "GET", "headers": []},
+            "self": {"uri": path, "method": "GET", "headers": []},
             "order": {"uri": format!("/customers/{}/orders/{}", s.customer, s.order_id), "method": "GET", "headers": []},
             "patchOperation": {"uri": path, "method": "PATCH", "headers": []}
         },
@@ -250,8 +250,8 @@ pub(crate) fn billing_json(customer: &Customer) -> Value {
     Value::Object(profile)
 }
 
-/// The customer as a Partner Center Customer resource; `base` is the simulator's base URL.
-pub(crate) fn customer_json(customer: &Customer, base: &str) -> Value {
+/// The customer as a Partner Center Customer resource (links relative).
+pub(crate) fn customer_json(customer: &Customer) -> Value {
     json!({
         "id": customer.id,
         "commerceId": customer.id,
@@ -264,7 +264,7 @@ pub(crate) fn customer_json(customer: &Customer, base: &str) -> Value {
         "billingProfile": billing_json(customer),
         "relationshipToPartner": "reseller",
         "allowDelegatedAccess": true,
-        "links": {"self": {"uri": format!("{base}/v1/customers/{}", customer.id), "method": "GET", "headers": []}},
+        "links": {"self": {"uri": format!("/customers/{}", customer.id), "method": "GET", "headers": []}},
         "attributes": {"etag": customer_etag(customer), "objectType": "Customer"}
     })
 }

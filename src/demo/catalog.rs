@@ -136,9 +136,9 @@ pub(crate) fn etag(order: &Order) -> String {
     version_etag(&order.id, order.version)
 }
 
-/// The order as a Partner Center Order resource; `base` is the simulator's base URL.
-pub(crate) fn order_json(order: &Order, base: &str) -> Value {
-    let path = format!("/v1/customers/{}/orders/{}", order.customer, order.id);
+/// The order as a Partner Center Order resource (links relative, as Partner Center's are).
+pub(crate) fn order_json(order: &Order) -> Value {
+    let path = format!("/customers/{}/orders/{}", order.customer, order.id);
     let items: Vec<Value> = order
         .line_items
         .iter()
@@ -178,7 +178,7 @@ pub(crate) fn order_json(order: &Order, base: &str) -> Value {
         "status": order.status,
         "lineItems": items,
         "links": {
-            "self": {"uri": format!("{base}{path}"), "method": "GET", "headers": []},
+            "self": {"uri": path, "method": "GET", "headers": []},
             "provisioningStatus": {"uri": format!("{path}/provisioningstatus"), "method": "GET", "headers": []},
             "patchOperation": {"uri": path, "method": "PATCH", "headers": []}
         },

@@ -139,7 +139,7 @@ impl Simulator {
             knobs,
             counters: counters.clone(),
             state: Mutex::new(State {
-                store: Store::sample(format!("http://{addr}"), provisioning),
+                store: Store::sample(provisioning),
                 windows: HashMap::new(),
             }),
             noise: AtomicU64::new(0x9e37_79b9_7f4a_7c15),

@@ -32,8 +32,6 @@ pub(crate) struct Store {
     orders: Vec<Order>,
     subscriptions: Vec<Subscription>,
     customers: Vec<Customer>,
-    /// The simulator's base URL, for `links.self`.
-    base: String,
     /// How long a placed order stays `pending` (SPEC §15.4); zero: completed at once.
     provisioning: Duration,
 }
@@ -61,15 +59,13 @@ fn seats(value: &Value, field: &str) -> Result<u64, Failure> {
 }
 
 impl Store {
-    /// The sample data; `base` is the simulator's base URL; placed orders stay `pending` for
-    /// `provisioning`.
-    pub(crate) fn sample(base: String, provisioning: Duration) -> Store {
+    /// The sample data; placed orders stay `pending` for `provisioning`.
+    pub(crate) fn sample(provisioning: Duration) -> Store {
         let orders = sample_orders();
         Store {
             subscriptions: sample_subscriptions(&orders),
             orders,
             customers: sample_customers(),
-            base,
             provisioning,
         }
     }
@@ -144,7 +140,7 @@ impl Store {
     /// `GET /v1/customers/{c}/orders/{o}`.
     pub(crate) fn order(&self, c: &str, o: &str) -> Answer {
         let order = find(&self.orders, c, o)?;
-        Ok((StatusCode::OK, order_json(order, &self.base)))
+        Ok((StatusCode::OK, order_json(order)))
     }
 
     /// `GET /v1/customers/{c}/orders`.
@@ -153,7 +149,7 @@ impl Store {
             .orders
             .iter()
             .filter(|o| o.customer.eq_ignore_ascii_case(c))
-            .map(|o| order_json(o, &self.base))
+            .map(|o| order_json(o))
             .collect();
         if items.is_empty() {
             return Err(customer_not_found());
@@ -209,7 +205,7 @@ impl Store {
             }
         }
         order.version += 1;
-        let answer = order_json(order, &self.base);
+        let answer = order_json(order);
         for (s, from, to) in moved {
             if let Ok(subscription) = find_subscription_mut(&mut self.subscriptions, c, &s) {
                 let seats = subscription
@@ -282,7 +278,7 @@ impl Store {
             order.status = "completed".to_owned();
         }
         let order = &self.orders[index];
-        Ok((StatusCode::CREATED, order_json(order, &self.base)))
+        Ok((StatusCode::CREATED, order_json(order)))
     }
 
     /// `GET /v1/customers/{c}/subscriptions/{s}`.
@@ -290,7 +286,7 @@ impl Store {
         self.subscriptions
             .iter()
             .find(|x| x.customer.eq_ignore_ascii_case(c) && x.id.eq_ignore_ascii_case(s))
-            .map(|x| (StatusCode::OK, subscription_json(x, &self.base)))
+            .map(|x| (StatusCode::OK, subscription_json(x)))
             .ok_or_else(|| error_json(StatusCode::NOT_FOUND, 800_002, "Subscription not found"))
     }
 
@@ -301,7 +297,7 @@ impl Store {
             .subscriptions
             .iter()
             .filter(|s| s.customer.eq_ignore_ascii_case(c))
-            .map(|s| subscription_json(s, &self.base))
+            .map(|s| subscription_json(s))
             .collect();
         Ok((StatusCode::OK, collection_json(c, "subscriptions", items)))
     }
@@ -348,13 +344,13 @@ impl Store {
             subscription.friendly_name = name;
         }
         subscription.version += 1;
-        Ok((StatusCode::OK, subscription_json(subscription, &self.base)))
+        Ok((StatusCode::OK, subscription_json(subscription)))
     }
 
     /// `GET /v1/customers/{c}`.
     pub(crate) fn customer(&self, c: &str) -> Answer {
         let customer = find_customer(&self.customers, c)?;
-        Ok((StatusCode::OK, customer_json(customer, &self.base)))
+        Ok((StatusCode::OK, customer_json(customer)))
     }
 
     /// `GET /v1/customers/{c}/profiles/billing`.
@@ -400,7 +396,7 @@ impl Store {
             customer.billing = billing;
         }
         customer.version += 1;
-        Ok((StatusCode::OK, customer_json(customer, &self.base)))
+        Ok((StatusCode::OK, customer_json(customer)))
     }
 
     /// `PUT /v1/customers/{c}/profiles/billing`: the billing profile's fields. `If-Match` may

@@ -102,6 +102,8 @@ pub struct Link {
     up: AtomicBool,
     /// Whether the invalidation subscription is live: the link is up only with it.
     subscribed: AtomicBool,
+    /// Whether the replica has been part of the fleet before (a first join is no rejoin).
+    joined: AtomicBool,
     metrics: Arc<Metrics>,
     rejoin: Mutex<Vec<Rejoin>>,
 }
@@ -116,6 +118,7 @@ impl Link {
             connection: OnceLock::new(),
             up: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
+            joined: AtomicBool::new(false),
             metrics,
             rejoin: Mutex::new(Vec::new()),
         }
@@ -283,7 +286,11 @@ impl Link {
         }
         self.up.store(true, Ordering::Release);
         self.metrics.fleet_up(true);
-        tracing::info!("fleet link back; memory tier dropped, rejoined");
+        if self.joined.swap(true, Ordering::AcqRel) {
+            tracing::info!("rejoined the fleet after an outage; memory tier dropped");
+        } else {
+            tracing::info!("joined the fleet");
+        }
     }
 }
 

@@ -73,7 +73,7 @@ pub fn main() -> ExitCode {
         Command::Run => run(cli.config),
         Command::CheckConfig => check_config(cli.config),
         #[cfg(feature = "demo")]
-        Command::Demo { no_serve } => demo(!no_serve),
+        Command::Demo { no_serve } => demo(cli.config, !no_serve),
         #[cfg(feature = "demo")]
         Command::Simulate {
             listen,
@@ -82,6 +82,7 @@ pub fn main() -> ExitCode {
             failure_rate,
             provisioning,
         } => simulate(
+            cli.config,
             listen,
             crate::demo::simulator::Knobs {
                 latency,
@@ -152,13 +153,21 @@ fn run(file: Option<PathBuf>) -> ExitCode {
 }
 
 #[cfg(feature = "demo")]
-fn demo(serve: bool) -> ExitCode {
+fn demo(file: Option<PathBuf>, serve: bool) -> ExitCode {
+    // The gateway's configuration is read as for `run` (`--config`, the environment) over the
+    // demo's own settings, and a bad one stops the demo the same way, before anything starts.
+    let sources = crate::demo::walkthrough::sources(file);
+    if let Err(e) = Config::load(&sources) {
+        eprintln!("partner-gateway: invalid configuration: {e}");
+        return ExitCode::from(1);
+    }
     let _log = crate::observe::logs::init(&crate::config::LogConfig {
         format: crate::config::LogFormat::Pretty,
         level: "warn".to_owned(),
     });
     let options = crate::demo::walkthrough::DemoOptions {
         fixed_ports: true,
+        sources,
         serve,
         color: None,
     };
@@ -176,11 +185,18 @@ fn demo(serve: bool) -> ExitCode {
 }
 
 #[cfg(feature = "demo")]
-fn simulate(listen: std::net::SocketAddr, knobs: crate::demo::simulator::Knobs) -> ExitCode {
-    let _log = crate::observe::logs::init(&crate::config::LogConfig {
-        format: crate::config::LogFormat::Json,
-        level: "info".to_owned(),
-    });
+fn simulate(
+    file: Option<PathBuf>,
+    listen: std::net::SocketAddr,
+    knobs: crate::demo::simulator::Knobs,
+) -> ExitCode {
+    // Read and checked as for `run`: a bad file or value stops it the same way; its `[log]`
+    // settings apply.
+    let config = match load(file) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let _log = crate::observe::logs::init(&config.log);
     with_runtime(async {
         match crate::demo::simulator::Simulator::start(listen, knobs.clone()).await {
             Ok(sim) => {

@@ -160,6 +160,10 @@ async fn simulator_failure_rate_and_latency() {
     assert!(started.elapsed() >= std::time::Duration::from_millis(50));
 }
 
+fn text_of(out: &Captured) -> String {
+    String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf8")
+}
+
 #[tokio::test]
 async fn demo_walkthrough_shows_miss_hit_304_invalidation_and_one_upstream_request_per_burst() {
     let out = Captured::default();
@@ -167,6 +171,7 @@ async fn demo_walkthrough_shows_miss_hit_304_invalidation_and_one_upstream_reque
     let report = partner_gateway::demo::walkthrough::run(
         DemoOptions {
             fixed_ports: false,
+            sources: partner_gateway::config::Sources::default(),
             serve: false,
             color: Some(false),
         },
@@ -206,7 +211,19 @@ async fn demo_walkthrough_shows_miss_hit_304_invalidation_and_one_upstream_reque
     assert_ne!(report.first_etag, report.etag_after_patch);
     assert_eq!(report.burst_ok, report.burst_size);
     assert_eq!(report.burst_upstream_requests, 1);
-    assert!(report.direct_throttled > 0, "{report:?}");
+    // Step 7's figures come from its printed commands: the gateway's one read (printed first)
+    // spends 1 of the token's 30 a minute, the 40 direct calls the other 29.
+    assert_eq!(
+        (report.direct_ok, report.direct_throttled),
+        (29, 11),
+        "{report:?}"
+    );
+    let warm = text_of(&out).find("# the gateway reads it once");
+    let direct = text_of(&out).find("for i in $(seq 40)");
+    assert!(
+        warm.is_some() && warm < direct,
+        "the warm-up is printed before the direct loop"
+    );
     assert_eq!(report.shielded_ok, 200);
     assert_eq!(report.shielded_upstream_requests, 0);
 

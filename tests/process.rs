@@ -503,3 +503,92 @@ fn simulate_ends_quietly_when_nobody_reads_its_output() {
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// A loopback port nobody listens on now.
+#[cfg(feature = "demo")]
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// `demo` and `simulate` read `--config` and the environment as `run` does: the demo's ports
+/// come from the file, and a bad file or value stops either with `run`'s message.
+#[cfg(feature = "demo")]
+#[test]
+fn demo_and_simulate_take_the_configuration_as_run_does() {
+    let (front, admin) = (free_port(), free_port());
+    let chosen = format!(
+        "[server]\nlisten = \"127.0.0.1:{front}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n"
+    );
+    let file = temp_file("demo.toml", &chosen);
+    let path = file.to_str().expect("path").to_owned();
+    let mut demo = gateway_command(&["demo", "--no-serve", "--config", &path], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("demo");
+    let mut stdout = demo.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
+    let status = wait_bounded(&mut demo, Duration::from_secs(90));
+    let printed = reader.join().expect("reader");
+    assert_eq!(status.code(), Some(0), "{printed}");
+    assert!(
+        printed.contains(&format!("http://127.0.0.1:{front}")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("http://127.0.0.1:{admin}")),
+        "{printed}"
+    );
+    let _ = std::fs::remove_file(file);
+
+    let bad = temp_file("bad-demo.toml", "[server]\nlisten = \"nowhere\"\n");
+    let bad_path = bad.to_str().expect("path").to_owned();
+    /// Arguments, environment, and the key the refusal names.
+    type Refused<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let refused: [Refused; 4] = [
+        (
+            &["demo", "--no-serve", "--config", &bad_path],
+            &[],
+            "server.listen",
+        ),
+        (
+            &["demo", "--no-serve"],
+            &[("PARTNER_GATEWAY__CACHE__TTL", "soon")],
+            "cache.ttl",
+        ),
+        (
+            &["simulate", "--listen", "127.0.0.1:0", "--config", &bad_path],
+            &[],
+            "server.listen",
+        ),
+        (
+            &["simulate", "--listen", "127.0.0.1:0"],
+            &[("PARTNER_GATEWAY__LOG__LEVEL", "loud")],
+            "log.level",
+        ),
+    ];
+    for (args, env, key) in refused {
+        let mut child = gateway_command(args, env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let status = wait_bounded(&mut child, Duration::from_secs(20));
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+            .expect("stderr");
+        assert_eq!(status.code(), Some(1), "{args:?} {env:?}: {stderr}");
+        assert!(
+            stderr.contains("invalid configuration") && stderr.contains(key),
+            "{stderr}"
+        );
+    }
+    let _ = std::fs::remove_file(bad);
+}

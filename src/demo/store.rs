@@ -149,7 +149,7 @@ impl Store {
             .orders
             .iter()
             .filter(|o| o.customer.eq_ignore_ascii_case(c))
-            .map(|o| order_json(o))
+            .map(order_json)
             .collect();
         if items.is_empty() {
             return Err(customer_not_found());
@@ -297,7 +297,7 @@ impl Store {
             .subscriptions
             .iter()
             .filter(|s| s.customer.eq_ignore_ascii_case(c))
-            .map(|s| subscription_json(s))
+            .map(subscription_json)
             .collect();
         Ok((StatusCode::OK, collection_json(c, "subscriptions", items)))
     }

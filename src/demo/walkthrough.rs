@@ -24,6 +24,9 @@ pub use crate::demo::subscriptions::SubscriptionReport;
 pub struct DemoOptions {
     /// Try the well-known ports (8080 front, 9901 admin, 8081 simulator) before free ones.
     pub fixed_ports: bool,
+    /// Where the gateway's configuration comes from, as for `run` (`--config`, the
+    /// environment); [`sources`] adds the demo's own settings under them.
+    pub sources: Sources,
     /// Keep serving after the walk-through until the shutdown future resolves.
     pub serve: bool,
     /// ANSI colours; `None` = when stdout is a terminal.
@@ -92,34 +95,66 @@ async fn bind_simulator(fixed: bool) -> Result<Simulator, DemoError> {
     Ok(Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), knobs).await?)
 }
 
-async fn bind_gateway(fixed: bool, upstream: &str) -> Result<crate::server::Bound, DemoError> {
-    let config = |front: &str, admin: &str| -> Result<Config, DemoError> {
-        let env = [
-            ("PARTNER_GATEWAY__SERVER__LISTEN", front),
-            ("PARTNER_GATEWAY__ADMIN__LISTEN", admin),
-            ("PARTNER_GATEWAY__UPSTREAM__BASE_URL", upstream),
-            ("PARTNER_GATEWAY__SERVER__SHUTDOWN_GRACE", "5s"),
-            (
-                "PARTNER_GATEWAY__CACHE__RESOURCES",
-                "orders,subscriptions,customers",
-            ),
-            // A pending order is kept 2 s: the demo's poll sees it turn completed quickly.
-            ("PARTNER_GATEWAY__CACHE__UNSETTLED_TTL", "2s"),
-        ];
-        Ok(Config::load(&Sources {
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Sources::default()
-        })?)
-    };
+/// The demo gateway's own settings, under the operator's files and environment: the
+/// well-known ports, every resource cached, a short `unsettled_ttl` so the poll of step 5 sees
+/// an order complete quickly, a short drain.
+const PRESET: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+shutdown_grace = "5s"
+[admin]
+listen = "127.0.0.1:9901"
+[cache]
+resources = ["orders", "subscriptions", "customers"]
+unsettled_ttl = "2s"
+"#;
+
+/// The layers the demo's gateway is configured from: `file` and the environment as for `run`,
+/// over the demo's own settings.
+pub fn sources(file: Option<std::path::PathBuf>) -> Sources {
+    Sources {
+        preset: Some(PRESET.to_owned()),
+        ..Sources::from_process(file)
+    }
+}
+
+/// Binds the gateway in front of `upstream` (always the simulator). Ports the operator chose
+/// are bound as chosen; the demo's well-known ones fall back to free ports when taken (or when
+/// `fixed` is off).
+async fn bind_gateway(
+    fixed: bool,
+    sources: &Sources,
+    upstream: &str,
+) -> Result<crate::server::Bound, DemoError> {
+    let mut sources = sources.clone();
+    if sources.preset.is_none() {
+        sources.preset = Some(PRESET.to_owned());
+    }
+    let base_url = "PARTNER_GATEWAY__UPSTREAM__BASE_URL";
+    sources.env.insert(base_url.to_owned(), upstream.to_owned());
+    let config = Config::load(&sources)?;
+    let preset = Config::load(&Sources {
+        preset: sources.preset.clone(),
+        ..Sources::default()
+    })?;
+    let chosen =
+        config.server.listen != preset.server.listen || config.admin.listen != preset.admin.listen;
+    if chosen {
+        return Ok(crate::server::bind(config).await?);
+    }
     if fixed {
-        if let Ok(bound) = crate::server::bind(config("127.0.0.1:8080", "127.0.0.1:9901")?).await {
+        if let Ok(bound) = crate::server::bind(config.clone()).await {
             return Ok(bound);
         }
     }
-    Ok(crate::server::bind(config("127.0.0.1:0", "127.0.0.1:0")?).await?)
+    let free = "127.0.0.1:0";
+    for key in [
+        "PARTNER_GATEWAY__SERVER__LISTEN",
+        "PARTNER_GATEWAY__ADMIN__LISTEN",
+    ] {
+        sources.env.insert(key.to_owned(), free.to_owned());
+    }
+    Ok(crate::server::bind(Config::load(&sources)?).await?)
 }
 
 /// Runs the demo: start, walk through, then serve until `shutdown` (if asked to).
@@ -129,7 +164,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<DemoReport, DemoError> {
     let simulator = bind_simulator(options.fixed_ports).await?;
-    let bound = bind_gateway(options.fixed_ports, &simulator.base_url()).await?;
+    let bound = bind_gateway(options.fixed_ports, &options.sources, &simulator.base_url()).await?;
     let front = bound.front_addr();
     let admin = bound.admin_addr();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -326,8 +361,13 @@ async fn walk_through(
         simulator.base_url(),
         orders[2]
     );
-    // Warm the gateway for this token first, then spend the token's budget directly.
-    send(
+    // Every figure below comes from the commands printed, in this order, within one minute:
+    // the gateway reads the order once for this token (1 of its 30), then 40 direct calls
+    // spend the rest of the minute's budget, then 200 calls go through the gateway.
+    p.curl(&format!(
+        "curl -si {hot} -H 'Authorization: {throttled_token}'   # the gateway reads it once"
+    ));
+    let warm = send(
         &client,
         Method::GET,
         &hot,
@@ -335,6 +375,7 @@ async fn walk_through(
         "",
     )
     .await?;
+    p.field("X-Cache", &warm.header("x-cache"));
     p.curl(&format!("for i in $(seq 40); do curl -s -o /dev/null -w '%{{http_code}} ' {direct} -H 'Authorization: {throttled_token}'; done"));
     for _ in 0..40 {
         let r = send(
@@ -354,7 +395,7 @@ async fn walk_through(
     p.field(
         "direct to upstream",
         &format!(
-            "{} × 200, {} × 429 (Retry-After)",
+            "{} × 200, {} × 429 (Retry-After): the token's 30 a minute, one spent by the gateway above",
             report.direct_ok, report.direct_throttled
         ),
     );

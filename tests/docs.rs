@@ -4,6 +4,7 @@
 //! family a running gateway exports is described in the README.
 
 mod common {
+    #[allow(dead_code)]
     pub mod gateway;
     pub mod http;
 }

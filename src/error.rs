@@ -32,6 +32,10 @@ pub enum GatewayError {
     RequestBodyBroken,
     #[error("there is no such admin endpoint")]
     NotFound,
+    #[error("the event notification is not a JSON object with EventName and ResourceUri")]
+    InvalidWebhookEvent,
+    #[error("the event notification's signature or certificate does not verify")]
+    WebhookUnauthorized,
     #[error("the admin token is missing or wrong")]
     AdminUnauthorized,
     #[error("admin purges are accepted only from loopback while no admin token is set")]
@@ -66,6 +70,8 @@ impl GatewayError {
             }
             GatewayError::RequestBodyBroken => (StatusCode::BAD_REQUEST, "InvalidRequestBody"),
             GatewayError::NotFound => (StatusCode::NOT_FOUND, "NotFound"),
+            GatewayError::InvalidWebhookEvent => (StatusCode::BAD_REQUEST, "InvalidWebhookEvent"),
+            GatewayError::WebhookUnauthorized => (StatusCode::UNAUTHORIZED, "WebhookUnauthorized"),
             GatewayError::AdminUnauthorized => (StatusCode::UNAUTHORIZED, "AdminUnauthorized"),
             GatewayError::AdminForbidden => (StatusCode::FORBIDDEN, "AdminForbidden"),
             GatewayError::GatewayRateLimited { .. } => {

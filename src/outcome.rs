@@ -146,6 +146,20 @@ pub struct Note {
     pub tier: Option<Tier>,
 }
 
+vocabulary! {
+    /// What became of an event notification (SPEC §15.2).
+    pub enum WebhookOutcome {
+        /// Verified, its invalidations done, relayed (or answered) as it should be.
+        Accepted => "accepted",
+        /// No or a bad signature, another algorithm, or a certificate that does not verify.
+        Unauthorized => "unauthorized",
+        /// Verified, but not a JSON object with `EventName` and `ResourceUri`.
+        Invalid => "invalid",
+        /// Verified and invalidated, but the partner's handler did not answer.
+        RelayFailed => "relay_failed",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +184,11 @@ mod tests {
         check(Tier::ALL, Tier::index, Tier::as_str);
         check(L2Lookup::ALL, L2Lookup::index, L2Lookup::as_str);
         check(Direction::ALL, Direction::index, Direction::as_str);
+        check(
+            WebhookOutcome::ALL,
+            WebhookOutcome::index,
+            WebhookOutcome::as_str,
+        );
         assert_eq!(CacheState::Revalidated.header(), "REVALIDATED");
     }
 }

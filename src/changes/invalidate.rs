@@ -22,6 +22,8 @@ pub enum Cause {
     Write,
     /// An admin purge on this replica: the same steps as a write.
     Admin,
+    /// A verified event notification from Partner Center (SPEC §15.2): the same steps.
+    Webhook,
     /// Another replica published it: memory, and the shared tier only when the sender keyed it
     /// differently (a rolling upgrade); the bus confirms once this is done.
     Received {
@@ -39,6 +41,7 @@ impl Cause {
         match self {
             Cause::Write => "write",
             Cause::Admin => "admin",
+            Cause::Webhook => "webhook",
             Cause::Received { .. } => "fleet",
             Cause::Replay => "replay",
         }

@@ -2,6 +2,12 @@
 //!
 //! Above the cache and the fleet, below the listeners that learn of changes: [`invalidate`] is
 //! the one path every invalidation takes — a write's, an admin purge's, one another replica
-//! published, the replay after a fleet outage — carried out to the end in a task of its own.
+//! published, the replay after a fleet outage, Partner Center's own event notifications — carried
+//! out to the end in a task of its own. [`webhook`] takes those notifications (SPEC §15.2) once
+//! [`signature`] has verified them.
 
 pub mod invalidate;
+
+pub mod webhook;
+
+pub mod signature;

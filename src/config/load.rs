@@ -348,4 +348,48 @@ mod tests {
         assert!(err.starts_with("config file "), "{err}");
         let _ = std::fs::remove_file(path);
     }
+
+    /// SPEC §2, §15.1: unset, the smaller of 5 s and ttl; set above ttl, refused naming the key.
+    #[test]
+    fn unsettled_ttl_defaults_to_the_smaller_of_five_seconds_and_ttl_and_never_exceeds_ttl() {
+        let c = load_env(&[]).expect("defaults");
+        assert_eq!(c.cache.unsettled_ttl, Duration::from_secs(5));
+        assert_eq!(
+            c.cache.unsettled_statuses,
+            ["pending", "pending_po_upload", "unknown"]
+        );
+        let c = load_env(&[("PARTNER_GATEWAY__CACHE__TTL", "3s")]).expect("valid");
+        assert_eq!(c.cache.unsettled_ttl, Duration::from_secs(3));
+        let c = load_env(&[("PARTNER_GATEWAY__CACHE__UNSETTLED_TTL", "0s")]).expect("valid");
+        assert_eq!(c.cache.unsettled_ttl, Duration::ZERO);
+        let err = load_env(&[
+            ("PARTNER_GATEWAY__CACHE__TTL", "10s"),
+            ("PARTNER_GATEWAY__CACHE__UNSETTLED_TTL", "11s"),
+        ])
+        .expect_err("above ttl")
+        .to_string();
+        assert!(
+            err.contains("cache.unsettled_ttl") && err.contains("cache.ttl"),
+            "{err}"
+        );
+        let err = load_env(&[("PARTNER_GATEWAY__CACHE__UNSETTLED_TTL", "soon")]).expect_err("bad");
+        assert!(err.to_string().contains("cache.unsettled_ttl"), "{err}");
+    }
+
+    #[test]
+    fn unsettled_statuses_by_list_or_comma_separated_text_in_any_case() {
+        let c = load_env(&[(
+            "PARTNER_GATEWAY__CACHE__UNSETTLED_STATUSES",
+            " Pending, ,UNKNOWN ",
+        )]);
+        assert_eq!(
+            c.expect("valid").cache.unsettled_statuses,
+            ["pending", "unknown"]
+        );
+        let c = load_env(&[("PARTNER_GATEWAY__CACHE__UNSETTLED_STATUSES", "")]);
+        assert!(
+            c.expect("valid").cache.unsettled_statuses.is_empty(),
+            "the rule off"
+        );
+    }
 }

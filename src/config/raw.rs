@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub log: RawLog,
     /// `[fleet]`.
     pub fleet: RawFleet,
+    /// `[webhooks]`.
+    pub webhooks: RawWebhooks,
 }
 
 /// `[server]` as written.
@@ -173,6 +175,20 @@ fn words<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::E
         .map(|word| word.trim().to_owned())
         .filter(|word| !word.is_empty())
         .collect())
+}
+
+/// `[webhooks]` as written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RawWebhooks {
+    pub path: String,
+    pub relay_url: String,
+    #[serde(with = "bounded")]
+    pub relay_timeout: Duration,
+    pub certificate_file: String,
+    #[serde(deserialize_with = "words")]
+    pub certificate_hosts: Vec<String>,
+    pub ca_file: String,
+    pub certificate_issuer: String,
 }
 
 /// `[fleet]` as written.

@@ -57,6 +57,41 @@ pub struct Config {
     pub log: LogConfig,
     /// `[fleet]`: several replicas as one gateway, on Redis (off by default).
     pub fleet: FleetConfig,
+    /// `[webhooks]`: Partner Center's event notifications (off by default).
+    pub webhooks: WebhooksConfig,
+}
+
+/// `[webhooks]`: verified event notifications that invalidate, then reach the partner's own
+/// handler (SPEC §15.2).
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhooksConfig {
+    /// Front-listener path that takes them; empty: off.
+    pub path: String,
+    /// The partner's handler each verified notification is passed on to; empty: none.
+    pub relay_url: String,
+    /// Bound on the relay's answer.
+    #[serde(with = "humantime_serde")]
+    pub relay_timeout: Duration,
+    /// The certificate whose key alone may sign notifications, as written.
+    #[serde(serialize_with = "super::mask::path_or_empty")]
+    pub certificate_file: Option<PathBuf>,
+    /// That certificate, read and checked at start (DER).
+    #[serde(skip)]
+    pub certificate: Option<rustls::pki_types::CertificateDer<'static>>,
+    /// Hosts a certificate URL may name.
+    pub certificate_hosts: Vec<String>,
+    /// Extra roots for fetched certificates, as written.
+    #[serde(serialize_with = "super::mask::path_or_empty")]
+    pub ca_file: Option<PathBuf>,
+    /// Organisation the signing certificate's issuer must name.
+    pub certificate_issuer: String,
+}
+
+impl WebhooksConfig {
+    /// Whether the front listener takes notifications.
+    pub fn enabled(&self) -> bool {
+        !self.path.is_empty()
+    }
 }
 
 /// `[server]`: the front listener.

@@ -17,7 +17,7 @@ use rustls::pki_types::CertificateDer;
 use super::mask::mask_password;
 use super::raw::RawConfig;
 use super::settings::{
-    AdminConfig, CacheConfig, Config, ConfigError, LogConfig, ServerConfig, UpstreamConfig,
+    AdminConfig, CacheConfig, Config, ConfigError, ServerConfig, UpstreamConfig,
 };
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -76,7 +76,6 @@ impl TryFrom<RawConfig> for Config {
         };
 
         let c = raw.cache;
-        let log_level = raw.log.level;
         if c.max_bytes == 0 {
             return Err(invalid("cache.max_bytes", "must be greater than zero"));
         }
@@ -123,14 +122,10 @@ impl TryFrom<RawConfig> for Config {
             unsettled_statuses,
         };
 
-        let level = log_level.trim().to_owned();
-        log_filter(&level)?;
-        let log = LogConfig {
-            format: raw.log.format,
-            level,
-        };
+        let log = super::logs::validate(raw.log)?;
 
         let fleet = super::fleet::validate(raw.fleet, cache.partition, upstream.rate_limit_scope)?;
+        let webhooks = super::webhooks::validate(raw.webhooks)?;
 
         Ok(Config {
             server,
@@ -139,44 +134,13 @@ impl TryFrom<RawConfig> for Config {
             cache,
             log,
             fleet,
+            webhooks,
         })
     }
 }
 
 /// A bearer token is printable ASCII without spaces (RFC 6750 `b64token` and kin): anything
 /// else could never be sent back in an `Authorization` header, so no purge could match it.
-/// `log.level` (SPEC §9): a level, or filter directives whose every level is one. A bare word is
-/// a level (`"warning"` or `"loud"` is a typo, not a target: tracing's filter would read it as
-/// one and log nothing at all); a target is written `target=level`, or with `::`.
-fn log_filter(level: &str) -> Result<(), ConfigError> {
-    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
-    let fail = |why: String| {
-        invalid(
-            "log.level",
-            format!("{level:?}: {why} (a level is one of trace, debug, info, warn, error, off; a filter reads like \"warn,partner_gateway=debug\")"),
-        )
-    };
-    if level.is_empty() {
-        return Err(fail("is empty".to_owned()));
-    }
-    for directive in level.split(',').map(str::trim) {
-        let named_level = match directive.rsplit_once('=') {
-            Some((_, named)) => Some(named),
-            None if directive.contains("::") || directive.contains('[') => None,
-            None => Some(directive),
-        };
-        if let Some(named) = named_level {
-            if !LEVELS.contains(&named.to_ascii_lowercase().as_str()) {
-                return Err(fail(format!("{named:?} is not a level")));
-            }
-        }
-    }
-    tracing_subscriber::EnvFilter::builder()
-        .parse(level)
-        .map(|_| ())
-        .map_err(|e| fail(e.to_string()))
-}
-
 fn admin_token(token: String) -> Result<String, ConfigError> {
     if token.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(token)
@@ -369,77 +333,6 @@ mod tests {
                 err.contains(named),
                 "{key}={value}: {err:?} should name {named}"
             );
-        }
-    }
-
-    /// SPEC §2, §15.1: unset, the smaller of 5 s and ttl; set above ttl, refused naming the key.
-    #[test]
-    fn unsettled_ttl_defaults_to_the_smaller_of_five_seconds_and_ttl_and_never_exceeds_ttl() {
-        let c = load_env(&[]).expect("defaults");
-        assert_eq!(c.cache.unsettled_ttl, Duration::from_secs(5));
-        assert_eq!(
-            c.cache.unsettled_statuses,
-            ["pending", "pending_po_upload", "unknown"]
-        );
-        let c = load_env(&[("PARTNER_GATEWAY__CACHE__TTL", "3s")]).expect("valid");
-        assert_eq!(c.cache.unsettled_ttl, Duration::from_secs(3));
-        let c = load_env(&[("PARTNER_GATEWAY__CACHE__UNSETTLED_TTL", "0s")]).expect("valid");
-        assert_eq!(c.cache.unsettled_ttl, Duration::ZERO);
-        let err = load_env(&[
-            ("PARTNER_GATEWAY__CACHE__TTL", "10s"),
-            ("PARTNER_GATEWAY__CACHE__UNSETTLED_TTL", "11s"),
-        ])
-        .expect_err("above ttl")
-        .to_string();
-        assert!(
-            err.contains("cache.unsettled_ttl") && err.contains("cache.ttl"),
-            "{err}"
-        );
-        let err = load_env(&[("PARTNER_GATEWAY__CACHE__UNSETTLED_TTL", "soon")]).expect_err("bad");
-        assert!(err.to_string().contains("cache.unsettled_ttl"), "{err}");
-    }
-
-    #[test]
-    fn unsettled_statuses_by_list_or_comma_separated_text_in_any_case() {
-        let c = load_env(&[(
-            "PARTNER_GATEWAY__CACHE__UNSETTLED_STATUSES",
-            " Pending, ,UNKNOWN ",
-        )]);
-        assert_eq!(
-            c.expect("valid").cache.unsettled_statuses,
-            ["pending", "unknown"]
-        );
-        let c = load_env(&[("PARTNER_GATEWAY__CACHE__UNSETTLED_STATUSES", "")]);
-        assert!(
-            c.expect("valid").cache.unsettled_statuses.is_empty(),
-            "the rule off"
-        );
-    }
-
-    #[test]
-    fn log_level_is_a_level_or_filter_directives_whose_levels_are_levels() {
-        for good in [
-            "info",
-            "WARN",
-            "off",
-            "warn,partner_gateway=debug",
-            "hyper::proto=trace",
-            "info,h2[x]",
-        ] {
-            let c = load_env(&[("PARTNER_GATEWAY__LOG__LEVEL", good)]);
-            assert!(c.is_ok(), "{good}: {c:?}");
-        }
-        for bad in [
-            "warning",
-            "loud",
-            "",
-            "info,verbose",
-            "partner_gateway=loud",
-        ] {
-            let err = load_env(&[("PARTNER_GATEWAY__LOG__LEVEL", bad)])
-                .expect_err(bad)
-                .to_string();
-            assert!(err.contains("log.level"), "{bad}: {err}");
         }
     }
 

@@ -25,6 +25,7 @@ use crate::cache::policy::Policy;
 use crate::cache::shared::SharedTier;
 use crate::cache::tier::Tiers;
 use crate::changes::invalidate::{Cause, Invalidator};
+use crate::changes::webhook::Webhooks;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::fleet::budget::FleetBudget;
@@ -56,6 +57,8 @@ pub struct Gateway {
     pub bus: Option<Arc<Bus>>,
     /// The one invalidation path: writes, admin purges, the fleet's (SPEC §4.4).
     pub changes: Invalidator,
+    /// Partner Center's event notifications on `webhooks.path` (SPEC §15.2), when on.
+    webhooks: Option<Webhooks>,
     exchange: Arc<Exchange>,
     intake: Intake,
     fingerprints: Fingerprinter,
@@ -73,6 +76,8 @@ enum Waiting {
     Bypass(Request<Incoming>, Option<Fingerprint>),
     /// Anything else Partner Center serves.
     Forward(Request<Incoming>, Option<Fingerprint>),
+    /// An event notification on `webhooks.path`.
+    Webhook(Request<Incoming>),
 }
 
 impl Gateway {
@@ -106,6 +111,13 @@ impl Gateway {
         if let Some(replica) = &fleet {
             changes.join_fleet(replica);
         }
+        let resources = config.cache.resources;
+        let webhooks = Webhooks::new(
+            &config.webhooks,
+            &config.upstream,
+            resources,
+            changes.clone(),
+        )?;
         let cache = OrderCache::new(
             &config.cache,
             tiers.clone(),
@@ -126,6 +138,7 @@ impl Gateway {
             fleet,
             bus,
             changes,
+            webhooks,
             exchange,
             fingerprints,
             draining: AtomicBool::new(false),
@@ -149,7 +162,10 @@ impl Gateway {
     pub fn handle(self: &Arc<Self>, request: Request<Incoming>, memo: &CredentialMemo) -> Handling {
         let exchanged = Exchanged {
             started: Instant::now(),
-            route: route::classify(request.method(), request.uri(), self.config.cache.resources),
+            route: match &self.webhooks {
+                Some(_) if request.uri().path() == self.config.webhooks.path => Route::Webhook,
+                _ => route::classify(request.method(), request.uri(), self.config.cache.resources),
+            },
             method: request.method().clone(),
             uri: request.uri().clone(),
             correlation: Correlation::from_request(request.headers()),
@@ -161,6 +177,7 @@ impl Gateway {
             Route::MethodNotAllowed => {
                 Err(GatewayError::MethodNotAllowed(request.method().clone()))
             }
+            Route::Webhook => Ok(Waiting::Webhook(request)),
             Route::Forward => {
                 let needed = self.exchange.shield().needs_fingerprint();
                 let caller = self.caller(&request, memo, needed);
@@ -266,6 +283,13 @@ impl Gateway {
                         self.forward(request, caller, Purpose::Forward, correlation, &mut note);
                     Box::pin(sent).await
                 }
+                Waiting::Webhook(request) => match &self.webhooks {
+                    Some(webhooks) => {
+                        let taken = webhooks.handle(request, correlation, &self.metrics);
+                        Box::pin(taken).await
+                    }
+                    None => Err(GatewayError::Internal),
+                },
             }
         };
         let result = contain_panic(work.instrument(correlation.span())).await;

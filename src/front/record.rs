@@ -31,8 +31,7 @@ pub fn account(
     error: Option<&str>,
 ) {
     let elapsed = exchanged.started.elapsed();
-    let resource = exchanged.route.resource();
-    metrics.request(resource, status, note.cache, elapsed);
+    metrics.request(&exchanged.route, status, note.cache, elapsed);
     access_log(exchanged, status, note, error, elapsed);
 }
 

@@ -16,8 +16,10 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-use crate::outcome::{CacheState, Direction, Eviction, L2Lookup, NotStored, Refusal};
-use crate::resource::Resource;
+use crate::outcome::{
+    CacheState, Direction, Eviction, L2Lookup, NotStored, Refusal, WebhookOutcome,
+};
+use crate::request::route::{slot_label, Route, ROUTE_SLOTS};
 
 /// Request latency buckets, in seconds: from a cache hit (~50 µs) to a slow upstream (10 s).
 const BUCKETS: [f64; 14] = [
@@ -45,19 +47,13 @@ const FAMILIES: &[(&str, &str)] = &[
     ("partner_gateway_fleet_l2_lookups_total", "Looks into the fleet's shared tier after an L1 miss, by result (fleet mode)."),
     ("partner_gateway_fleet_invalidations_total", "Invalidations sent to or received from the other replicas, by direction (fleet mode)."),
     ("partner_gateway_fleet_lease_waits_total", "Fills that waited for another replica's fill of the same key (fleet mode)."),
+    ("partner_gateway_webhook_events_total", "Event notifications taken on webhooks.path, by outcome."),
     ("partner_gateway_log_lines_dropped_total", "Log lines dropped because the log output did not keep up."),
     ("partner_gateway_build_info", "Build information; the value is always 1."),
 ];
 
-/// Routes of the `route` label: one per cached resource (its label), then `forward`.
-const ROUTES: usize = Resource::ALL.len() + 1;
-
-/// The `route` label at index `r` (see [`ROUTES`]).
-fn route_label(r: usize) -> &'static str {
-    Resource::ALL
-        .get(r)
-        .map_or("forward", |resource| resource.label())
-}
+/// Routes of the `route` label: one per cached resource (its label), `forward`, `webhook`.
+const ROUTES: usize = ROUTE_SLOTS;
 const STATUS_MIN: u16 = 100;
 const STATUS_SLOTS: usize = 500; // 100..=599
 /// "none" (no `X-Cache` sent) and every [`CacheState`].
@@ -101,6 +97,7 @@ pub struct Metrics {
     invalidations: Vec<Counter>,
     lease_waits: Counter,
     log_lines_dropped: Counter,
+    webhook_events: Vec<Counter>,
     outcomes: [AtomicU64; CACHE_SLOTS],
 }
 
@@ -161,7 +158,7 @@ impl Metrics {
         let request_duration = std::array::from_fn(|r| {
             histogram(
                 "partner_gateway_request_duration_seconds",
-                vec![Label::from_static_parts("route", route_label(r))],
+                vec![Label::from_static_parts("route", slot_label(r))],
             )
         });
         gauge(
@@ -188,6 +185,15 @@ impl Metrics {
             cache_entries: gauge("partner_gateway_cache_entries", vec![]),
             cache_bytes: gauge("partner_gateway_cache_bytes", vec![]),
             log_lines_dropped: counter("partner_gateway_log_lines_dropped_total", vec![]),
+            webhook_events: WebhookOutcome::ALL
+                .iter()
+                .map(|o| {
+                    counter(
+                        "partner_gateway_webhook_events_total",
+                        vec![Label::from_static_parts("outcome", o.as_str())],
+                    )
+                })
+                .collect(),
             not_stored,
             shield_rejections,
             cooldowns: counter("partner_gateway_cooldowns_total", vec![]),
@@ -235,21 +241,14 @@ impl Metrics {
     }
 
     /// One answered front request: its route, status and `X-Cache` state, found by index.
-    /// `resource` is the cached resource the route is for (`None`: forwarded).
-    pub fn request(
-        &self,
-        resource: Option<Resource>,
-        status: u16,
-        cache: Option<CacheState>,
-        took: Duration,
-    ) {
-        let r = resource.map_or(ROUTES - 1, Resource::index);
+    pub fn request(&self, route: &Route, status: u16, cache: Option<CacheState>, took: Duration) {
+        let r = route.slot();
         let c = cache_slot(cache);
         self.outcomes[c].fetch_add(1, Ordering::Relaxed);
         self.request_duration[r].record(took.as_secs_f64());
         let labels = || {
             vec![
-                Label::from_static_parts("route", route_label(r)),
+                Label::from_static_parts("route", slot_label(r)),
                 Label::new("status", status.to_string()),
                 Label::from_static_parts("cache", cache_label(c)),
             ]
@@ -335,6 +334,11 @@ impl Metrics {
     /// An invalidation crossed the fleet.
     pub fn invalidation(&self, direction: Direction) {
         self.invalidations[direction.index()].increment(1);
+    }
+
+    /// What became of one event notification.
+    pub fn webhook_event(&self, outcome: WebhookOutcome) {
+        self.webhook_events[outcome.index()].increment(1);
     }
 
     /// Live replicas of the fleet last seen.

@@ -30,6 +30,20 @@ pub enum Route {
     MethodNotAllowed,
     /// Everything else: forwarded unchanged.
     Forward,
+    /// `webhooks.path`: an event notification from Partner Center (SPEC §15.2).
+    Webhook,
+}
+
+/// Slots of the `route` label: one per cached resource, then `forward`, then `webhook`.
+pub const ROUTE_SLOTS: usize = Resource::ALL.len() + 2;
+
+/// The `route` label of slot `r` (see [`ROUTE_SLOTS`]).
+pub fn slot_label(r: usize) -> &'static str {
+    match Resource::ALL.get(r) {
+        Some(resource) => resource.label(),
+        None if r == Resource::ALL.len() => "forward",
+        None => "webhook",
+    }
 }
 
 impl Route {
@@ -38,13 +52,23 @@ impl Route {
         match self {
             Route::Cached(item) => Some(item.resource),
             Route::InvalidId(resource, _) => Some(*resource),
-            Route::InvalidPath | Route::MethodNotAllowed | Route::Forward => None,
+            Route::InvalidPath | Route::MethodNotAllowed | Route::Forward | Route::Webhook => None,
         }
     }
 
-    /// The `route` label of logs and metrics: the resource's (`order`, …) or `forward`.
+    /// The slot of its `route` label (see [`ROUTE_SLOTS`]).
+    pub fn slot(&self) -> usize {
+        match (self, self.resource()) {
+            (_, Some(resource)) => resource.index(),
+            (Route::Webhook, None) => Resource::ALL.len() + 1,
+            (_, None) => Resource::ALL.len(),
+        }
+    }
+
+    /// The `route` label of logs and metrics: the resource's (`order`, …), `forward` or
+    /// `webhook`.
     pub fn label(&self) -> &'static str {
-        self.resource().map_or("forward", Resource::label)
+        slot_label(self.slot())
     }
 }
 

@@ -135,6 +135,7 @@ fn actual(route: Route) -> Expected {
         Route::InvalidPath => Expected::InvalidPath,
         Route::MethodNotAllowed => Expected::MethodNotAllowed,
         Route::Forward => Expected::Forward,
+        Route::Webhook => panic!("classify never routes to the webhook path (the pipeline does)"),
     }
 }
 

@@ -1,0 +1,117 @@
+//! `[webhooks]`: the checks of the event-notification keys (SPEC §15.2).
+//!
+//! Its own file because notifications are one decision with rules of their own: where they
+//! arrive (a path of the front listener that no Partner Center call uses), where they go (the
+//! partner's handler), and which certificate's key may sign them — read and checked here, at
+//! start, so a notification never meets a certificate that cannot be used.
+
+use std::path::PathBuf;
+
+use http::Uri;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+use super::raw::RawWebhooks;
+use super::settings::{ConfigError, WebhooksConfig};
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::invalid(key, message)
+}
+
+/// Checks `[webhooks]`.
+pub fn validate(raw: RawWebhooks) -> Result<WebhooksConfig, ConfigError> {
+    let path = raw.path.trim().to_owned();
+    if !path.is_empty() && (!path.starts_with('/') || path.starts_with("/v1/") || path == "/v1") {
+        return Err(invalid(
+            "webhooks.path",
+            format!("{path:?} must start with '/' and not be a Partner Center path (/v1/…)"),
+        ));
+    }
+    let relay_url = raw.relay_url.trim().to_owned();
+    if !relay_url.is_empty() {
+        let uri: Uri = relay_url.parse().map_err(|e| {
+            invalid(
+                "webhooks.relay_url",
+                format!("{relay_url:?} is not a URL ({e})"),
+            )
+        })?;
+        let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+        if !scheme_ok || uri.host().is_none() {
+            return Err(invalid(
+                "webhooks.relay_url",
+                format!("{relay_url:?} must be an http or https URL with a host"),
+            ));
+        }
+    }
+    if raw.relay_timeout.is_zero() {
+        return Err(invalid(
+            "webhooks.relay_timeout",
+            "must be greater than zero",
+        ));
+    }
+    let (certificate_file, certificate) = match raw.certificate_file.trim() {
+        "" => (None, None),
+        file => {
+            let certs = read_certificates("webhooks.certificate_file", file)?;
+            let [certificate] = <[CertificateDer<'static>; 1]>::try_from(certs).map_err(|certs| {
+                invalid(
+                    "webhooks.certificate_file",
+                    format!("{file:?} holds {} certificates; it must hold the one signing certificate", certs.len()),
+                )
+            })?;
+            if webpki::EndEntityCert::try_from(&certificate).is_err() {
+                return Err(invalid(
+                    "webhooks.certificate_file",
+                    format!("{file:?} is not a usable X.509 certificate"),
+                ));
+            }
+            (Some(PathBuf::from(file)), Some(certificate))
+        }
+    };
+    // Certificates fetched from X-MS-Certificate-Url are not taken by this build: a notification
+    // it could not verify would only ever be refused, so the gateway says so at start instead.
+    if !path.is_empty() && certificate.is_none() {
+        return Err(invalid(
+            "webhooks.certificate_file",
+            "is required while webhooks.path is set: this build verifies notifications against a \
+             pinned certificate only (fetching X-MS-Certificate-Url is not supported yet)",
+        ));
+    }
+    let ca_file = match raw.ca_file.trim() {
+        "" => None,
+        file => {
+            read_certificates("webhooks.ca_file", file)?;
+            Some(PathBuf::from(file))
+        }
+    };
+    let certificate_hosts = raw
+        .certificate_hosts
+        .iter()
+        .map(|host| host.to_ascii_lowercase())
+        .collect();
+    Ok(WebhooksConfig {
+        path,
+        relay_url,
+        relay_timeout: raw.relay_timeout,
+        certificate_file,
+        certificate,
+        certificate_hosts,
+        ca_file,
+        certificate_issuer: raw.certificate_issuer.trim().to_owned(),
+    })
+}
+
+/// The PEM certificates of `file` (at least one), or an error naming `key`.
+fn read_certificates(
+    key: &'static str,
+    file: &str,
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let pem = std::fs::read(file).map_err(|e| invalid(key, format!("{file:?}: {e}")))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(key, format!("{file:?}: not PEM certificates ({e})")))?;
+    if certs.is_empty() {
+        return Err(invalid(key, format!("{file:?} holds no PEM certificate")));
+    }
+    Ok(certs)
+}

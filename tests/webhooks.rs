@@ -1,0 +1,300 @@
+//! Partner Center's event notifications from outside (SPEC §15.2): verified against the pinned
+//! certificate, then what their `ResourceUri` names is dropped, then they reach the partner's
+//! handler unchanged; anything that does not verify changes nothing and goes nowhere.
+
+mod common {
+    pub mod gateway;
+    pub mod http;
+    #[allow(dead_code)]
+    pub mod order_upstream;
+    #[allow(dead_code)]
+    pub mod orders;
+    pub mod paths;
+}
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use common::{gateway::*, http::*, order_upstream::*, orders::*};
+use http::{Method, StatusCode};
+use httpmock::prelude::*;
+use partner_gateway::config::{Config, Sources};
+
+const AUTH: (&str, &str) = ("authorization", "Bearer webhooks");
+const PATH: &str = "/webhooks/partner-center";
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// RSA PKCS#1 v1.5 SHA-256 over `body` with the key in `key_file` (PKCS#8 PEM), base64.
+fn sign(key_file: &str, body: &[u8]) -> String {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(fixture(key_file)).expect("key");
+    let der = rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(&pem).expect("pkcs8");
+    let key = ring::signature::RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).expect("rsa key");
+    let mut signature = vec![0; key.public().modulus_len()];
+    let rng = ring::rand::SystemRandom::new();
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &rng,
+        body,
+        &mut signature,
+    )
+    .expect("sign");
+    base64::engine::general_purpose::STANDARD.encode(signature)
+}
+
+fn subscription_event(customer: &str, subscription: &str) -> String {
+    serde_json::json!({
+        "EventName": "subscription-updated",
+        "ResourceUri": format!("https://api.partnercenter.microsoft.com/webhooks/v1/customers/{customer}/subscriptions/{subscription}"),
+        "ResourceName": "subscription",
+        "AuditUri": null,
+        "ResourceChangeUtcDate": "2026-12-06T08:00:00Z"
+    })
+    .to_string()
+}
+
+/// POSTs `body` to the webhook path, signed by `key_file` (`None`: unsigned) as `algorithm`.
+async fn notify(gw: &TestGateway, body: &str, key_file: Option<&str>, algorithm: &str) -> Reply {
+    let signature = key_file.map(|key| format!("Signature {}", sign(key, body.as_bytes())));
+    let mut headers = vec![
+        ("content-type", "application/json"),
+        ("x-ms-signature-algorithm", algorithm),
+        (
+            "x-ms-certificate-url",
+            "https://3psostorageacct.blob.core.windows.net/cert/x.cer",
+        ),
+    ];
+    if let Some(signature) = signature.as_deref() {
+        headers.push(("authorization", signature));
+    }
+    send(Method::POST, &gw.url(PATH), &headers, body.to_owned()).await
+}
+
+fn settings(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut settings = vec![
+        ("webhooks.path", PATH.to_owned()),
+        (
+            "webhooks.certificate_file",
+            fixture("webhook-signer.cert.pem"),
+        ),
+        (
+            "cache.resources",
+            "orders,subscriptions,customers".to_owned(),
+        ),
+    ];
+    settings.extend_from_slice(extra);
+    settings
+}
+
+async fn gateway(up: &OrderUpstream, settings: &[(&'static str, String)]) -> TestGateway {
+    let overrides: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    TestGateway::with(&up.base_url, &overrides).await
+}
+
+async fn metric(gw: &TestGateway, line: &str) -> Option<f64> {
+    let text = get(&gw.admin_url("/metrics"), &[]).await.body;
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn a_verified_notification_drops_what_it_names_and_nothing_else_gets_in() {
+    let up = OrderUpstream::start().await;
+    let gw = gateway(&up, &settings(&[])).await;
+    let (subscription, other) = (new_order(), new_order());
+    let url = |s: &str| gw.url(&format!("/v1/customers/{CUSTOMER}/subscriptions/{s}"));
+    for s in [&subscription, &other] {
+        get(&url(s), &[AUTH]).await;
+        assert_eq!(get(&url(s), &[AUTH]).await.header("x-cache"), Some("HIT"));
+    }
+    let event = subscription_event(CUSTOMER, &subscription);
+
+    // Nothing that does not verify changes anything.
+    let refused = [
+        notify(&gw, &event, None, "rsa-sha256").await,
+        notify(&gw, &event, Some("webhook-other.key.pem"), "rsa-sha256").await,
+        notify(&gw, &event, Some("webhook-signer.key.pem"), "hmac-sha256").await,
+        // Signed, then changed on the way.
+        {
+            let signature = format!(
+                "Signature {}",
+                sign("webhook-signer.key.pem", event.as_bytes())
+            );
+            let changed = event.replace("subscription-updated", "subscription-renewed");
+            let headers = [
+                ("authorization", signature.as_str()),
+                ("x-ms-signature-algorithm", "rsa-sha256"),
+            ];
+            send(Method::POST, &gw.url(PATH), &headers, changed).await
+        },
+    ];
+    for reply in &refused {
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{:?}", reply.body);
+        assert_eq!(reply.json()["errorName"], "WebhookUnauthorized");
+        assert!(reply.header("ms-correlationid").is_some());
+    }
+    assert_eq!(
+        get(&url(&subscription), &[AUTH]).await.header("x-cache"),
+        Some("HIT")
+    );
+
+    // Verified (the scheme and the algorithm in any case): exactly what it names is dropped.
+    let taken = notify(&gw, &event, Some("webhook-signer.key.pem"), "RSA-SHA256").await;
+    assert_eq!(taken.status, StatusCode::OK, "{:?}", taken.body);
+    assert_eq!(taken.json(), serde_json::json!({"invalidated": 1}));
+    assert!(taken.header("ms-correlationid").is_some());
+    assert_eq!(
+        get(&url(&subscription), &[AUTH]).await.header("x-cache"),
+        Some("MISS")
+    );
+    assert_eq!(
+        get(&url(&other), &[AUTH]).await.header("x-cache"),
+        Some("HIT")
+    );
+
+    // A URI that names nothing cached drops nothing; a body without the fields is refused.
+    let invoice = r#"{"EventName":"invoice-ready","ResourceUri":"https://api.partnercenter.microsoft.com/webhooks/v1/invoices/D0000000"}"#;
+    let reply = notify(&gw, invoice, Some("webhook-signer.key.pem"), "rsa-sha256").await;
+    assert_eq!(reply.json(), serde_json::json!({"invalidated": 0}));
+    let reply = notify(
+        &gw,
+        r#"{"EventName":"x"}"#,
+        Some("webhook-signer.key.pem"),
+        "rsa-sha256",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.json()["errorName"], "InvalidWebhookEvent");
+    let big = format!(
+        r#"{{"EventName":"x","ResourceUri":"/v1","pad":"{}"}}"#,
+        "x".repeat(70_000)
+    );
+    let reply = notify(&gw, &big, Some("webhook-signer.key.pem"), "rsa-sha256").await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let reply = get(&gw.url(PATH), &[]).await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+
+    let counted =
+        |outcome: &str| format!("partner_gateway_webhook_events_total{{outcome=\"{outcome}\"}} ");
+    assert_eq!(metric(&gw, &counted("unauthorized")).await, Some(4.0));
+    assert_eq!(metric(&gw, &counted("accepted")).await, Some(2.0));
+    assert_eq!(metric(&gw, &counted("invalid")).await, Some(1.0));
+    let logged = "partner_gateway_requests_total{route=\"webhook\",status=\"200\",cache=\"none\"} ";
+    assert_eq!(metric(&gw, logged).await, Some(2.0));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_verified_notification_reaches_the_handler_unchanged_after_its_invalidation() {
+    let up = OrderUpstream::start().await;
+    let handler = MockServer::start_async().await;
+    let order = new_order();
+    let event = serde_json::json!({
+        "EventName": "order-updated",
+        "ResourceUri": format!("https://api.partnercenter.microsoft.com/webhooks/v1/customers/{CUSTOMER}/orders/{order}"),
+    })
+    .to_string();
+    let signature = format!(
+        "Signature {}",
+        sign("webhook-signer.key.pem", event.as_bytes())
+    );
+    let relayed = handler
+        .mock_async(|when, then| {
+            when.method(POST)
+                .path("/events")
+                .header("authorization", signature.as_str())
+                .header("x-ms-signature-algorithm", "rsa-sha256")
+                .header_exists("ms-correlationid")
+                .body(event.as_str());
+            then.status(202).body("handled");
+        })
+        .await;
+    let relay = [("webhooks.relay_url", handler.url("/events"))];
+    let gw = gateway(&up, &settings(&relay)).await;
+    get(&gw.order_url(&order), &[AUTH]).await;
+    assert_eq!(
+        get(&gw.order_url(&order), &[AUTH]).await.header("x-cache"),
+        Some("HIT")
+    );
+
+    let reply = notify(&gw, &event, Some("webhook-signer.key.pem"), "rsa-sha256").await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "the handler's answer");
+    assert_eq!(reply.body, bytes::Bytes::from_static(b"handled"));
+    relayed.assert_async().await;
+    assert_eq!(
+        get(&gw.order_url(&order), &[AUTH]).await.header("x-cache"),
+        Some("MISS")
+    );
+
+    // A handler that cannot be reached: 502, counted; the invalidation was done all the same.
+    let gone = [("webhooks.relay_url", "http://127.0.0.1:9/events".to_owned())];
+    let gw2 = gateway(&up, &settings(&gone)).await;
+    get(&gw2.order_url(&order), &[AUTH]).await;
+    let reply = notify(&gw2, &event, Some("webhook-signer.key.pem"), "rsa-sha256").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    let failed = "partner_gateway_webhook_events_total{outcome=\"relay_failed\"} ";
+    assert_eq!(metric(&gw2, failed).await, Some(1.0));
+    assert_eq!(
+        get(&gw2.order_url(&order), &[AUTH]).await.header("x-cache"),
+        Some("MISS")
+    );
+    gw.stop().await;
+    gw2.stop().await;
+}
+
+#[test]
+fn webhook_keys_are_checked_at_start() {
+    let load = |pairs: &[(&str, &str)]| {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    format!("PARTNER_GATEWAY__WEBHOOKS__{}", k.to_uppercase()),
+                    v.to_string(),
+                )
+            })
+            .collect();
+        Config::load(&Sources {
+            env,
+            ..Sources::default()
+        })
+    };
+    let cert = fixture("webhook-signer.cert.pem");
+    assert!(load(&[]).is_ok(), "off by default");
+    assert!(load(&[("path", PATH), ("certificate_file", &cert)]).is_ok());
+    let key = fixture("webhook-signer.key.pem");
+    for (pairs, named) in [
+        (vec![("path", PATH)], "webhooks.certificate_file"),
+        (
+            vec![("path", "/v1/customers/x"), ("certificate_file", &cert)],
+            "webhooks.path",
+        ),
+        (
+            vec![("path", "hooks"), ("certificate_file", &cert)],
+            "webhooks.path",
+        ),
+        (
+            vec![("path", PATH), ("certificate_file", &key)],
+            "webhooks.certificate_file",
+        ),
+        (
+            vec![("path", PATH), ("certificate_file", "/nonexistent.pem")],
+            "webhooks.certificate_file",
+        ),
+        (
+            vec![
+                ("path", PATH),
+                ("certificate_file", &cert),
+                ("relay_url", "ftp://x"),
+            ],
+            "webhooks.relay_url",
+        ),
+    ] {
+        let err = load(&pairs).expect_err(named).to_string();
+        assert!(err.contains(named), "{pairs:?}: {err}");
+    }
+}

@@ -13,6 +13,10 @@ mod common {
 }
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use base64::Engine;
 use common::{gateway::*, http::*, order_upstream::*, orders::*};
@@ -267,8 +271,15 @@ fn webhook_keys_are_checked_at_start() {
     assert!(load(&[]).is_ok(), "off by default");
     assert!(load(&[("path", PATH), ("certificate_file", &cert)]).is_ok());
     let key = fixture("webhook-signer.key.pem");
+    assert!(
+        load(&[("path", PATH)]).is_ok(),
+        "certificates fetched from the default host"
+    );
     for (pairs, named) in [
-        (vec![("path", PATH)], "webhooks.certificate_file"),
+        (
+            vec![("path", PATH), ("certificate_hosts", "")],
+            "webhooks.certificate_hosts",
+        ),
         (
             vec![("path", "/v1/customers/x"), ("certificate_file", &cert)],
             "webhooks.path",
@@ -296,5 +307,232 @@ fn webhook_keys_are_checked_at_start() {
     ] {
         let err = load(&pairs).expect_err(named).to_string();
         assert!(err.contains(named), "{pairs:?}: {err}");
+    }
+}
+
+/// A test CA named `organisation`, its PEM written to a file, and the issuer for its leaves.
+fn test_ca(organisation: &str) -> (rcgen::Issuer<'static, rcgen::KeyPair>, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let key = KeyPair::generate().expect("ca key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, organisation);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "partner-gateway test CA");
+    let cert = params.self_signed(&key).expect("ca cert");
+    let path = std::env::temp_dir().join(format!("pg-webhook-ca-{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(&path, cert.pem()).expect("write ca");
+    (Issuer::new(params, key), path)
+}
+
+/// The signing certificate for the test key `key_file`, issued by `issuer` (DER).
+fn signing_certificate(key_file: &str, issuer: &rcgen::Issuer<'static, rcgen::KeyPair>) -> Vec<u8> {
+    let pem = std::fs::read_to_string(fixture(key_file)).expect("key");
+    let key = rcgen::KeyPair::from_pem(&pem).expect("rsa key");
+    let params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .signed_by(&key, issuer)
+        .expect("signing cert")
+        .der()
+        .to_vec()
+}
+
+/// An https server on 127.0.0.1 (its certificate issued by `issuer`) that serves `documents`
+/// by path and counts the requests; returns its `host:port`.
+async fn certificate_host(
+    issuer: &rcgen::Issuer<'static, rcgen::KeyPair>,
+    documents: HashMap<String, Vec<u8>>,
+    fetches: Arc<AtomicUsize>,
+) -> String {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    let cert = params.signed_by(&key, issuer).expect("server cert");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from(cert.der().to_vec())],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    )
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let documents = Arc::new(documents);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, documents, fetches) =
+                (acceptor.clone(), documents.clone(), fetches.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (documents, fetches) = (documents.clone(), fetches.clone());
+                        async move {
+                            fetches.fetch_add(1, Ordering::SeqCst);
+                            let body = documents.get(req.uri().path()).cloned();
+                            let status = if body.is_some() { 200 } else { 404 };
+                            let body = http_body_util::Full::new(bytes::Bytes::from(
+                                body.unwrap_or_default(),
+                            ));
+                            Ok::<_, Infallible>(
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .body(body)
+                                    .expect("response"),
+                            )
+                        }
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+            });
+        }
+    });
+    format!("127.0.0.1:{}", addr.port())
+}
+
+/// POSTs `body` signed by `key_file`, naming `certificate_url`.
+async fn notify_with_url(
+    gw: &TestGateway,
+    body: &str,
+    key_file: &str,
+    certificate_url: &str,
+) -> Reply {
+    let signature = format!("Signature {}", sign(key_file, body.as_bytes()));
+    let headers = [
+        ("authorization", signature.as_str()),
+        ("x-ms-signature-algorithm", "rsa-sha256"),
+        ("x-ms-certificate-url", certificate_url),
+    ];
+    send(Method::POST, &gw.url(PATH), &headers, body.to_owned()).await
+}
+
+#[tokio::test]
+async fn a_certificate_named_by_the_notification_is_fetched_once_from_an_allowed_host_and_checked()
+{
+    let (issuer, ca_file) = test_ca("Microsoft Corporation");
+    let (stranger, stranger_file) = test_ca("Contoso");
+    let mut documents = HashMap::new();
+    documents.insert(
+        "/signer.cer".to_owned(),
+        signing_certificate("webhook-signer.key.pem", &issuer),
+    );
+    documents.insert(
+        "/stranger.cer".to_owned(),
+        signing_certificate("webhook-signer.key.pem", &stranger),
+    );
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let host = certificate_host(&issuer, documents, fetches.clone()).await;
+
+    // The gateway trusts both test CAs (as roots), and takes certificates from that host only.
+    let bundle =
+        std::env::temp_dir().join(format!("pg-webhook-roots-{}.pem", uuid::Uuid::new_v4()));
+    let roots = std::fs::read_to_string(&ca_file).expect("ca")
+        + &std::fs::read_to_string(&stranger_file).expect("ca");
+    std::fs::write(&bundle, roots).expect("bundle");
+    let up = OrderUpstream::start().await;
+    let settings = [
+        ("webhooks.path", PATH.to_owned()),
+        ("webhooks.certificate_hosts", host.clone()),
+        ("webhooks.ca_file", bundle.to_string_lossy().into_owned()),
+        (
+            "cache.resources",
+            "orders,subscriptions,customers".to_owned(),
+        ),
+    ];
+    let overrides: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let gw = TestGateway::with(&up.base_url, &overrides).await;
+    let event = subscription_event(CUSTOMER, &new_order());
+    let signer_url = format!("https://{host}/signer.cer");
+
+    // Several notifications, some at once: one fetch of the certificate for all.
+    let replies = futures_util::future::join_all(
+        (0..4).map(|_| notify_with_url(&gw, &event, "webhook-signer.key.pem", &signer_url)),
+    )
+    .await;
+    for reply in &replies {
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    }
+    assert_eq!(
+        notify_with_url(&gw, &event, "webhook-signer.key.pem", &signer_url)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "kept per URL, one fetch at a time"
+    );
+
+    // Another key, another host, http, an issuer not named Microsoft Corporation: refused.
+    let other_key = notify_with_url(&gw, &event, "webhook-other.key.pem", &signer_url).await;
+    let elsewhere = notify_with_url(
+        &gw,
+        &event,
+        "webhook-signer.key.pem",
+        "https://127.0.0.1:9/signer.cer",
+    )
+    .await;
+    let plain = notify_with_url(
+        &gw,
+        &event,
+        "webhook-signer.key.pem",
+        &format!("http://{host}/signer.cer"),
+    )
+    .await;
+    let stranger_url = format!("https://{host}/stranger.cer");
+    let wrong_issuer = notify_with_url(&gw, &event, "webhook-signer.key.pem", &stranger_url).await;
+    let missing = notify_with_url(
+        &gw,
+        &event,
+        "webhook-signer.key.pem",
+        &format!("https://{host}/none.cer"),
+    )
+    .await;
+    for (name, reply) in [
+        ("another key", &other_key),
+        ("another host", &elsewhere),
+        ("http", &plain),
+        ("another issuer", &wrong_issuer),
+        ("no such certificate", &missing),
+    ] {
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{name}: {:?}",
+            reply.body
+        );
+        assert_eq!(reply.json()["errorName"], "WebhookUnauthorized", "{name}");
+    }
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        3,
+        "never fetched from another host or over http"
+    );
+    gw.stop().await;
+    for file in [ca_file, stranger_file, bundle] {
+        let _ = std::fs::remove_file(file);
     }
 }

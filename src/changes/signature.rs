@@ -2,8 +2,8 @@
 //!
 //! A notification carries `Authorization: Signature <base64>` and `X-MS-Signature-Algorithm:
 //! rsa-sha256` (header names and the scheme in any case): RSA PKCS#1 v1.5 with SHA-256 over the
-//! raw body bytes, made with the key of the signing certificate. The certificate is the one
-//! `webhooks.certificate_file` pins. The X.509 reading and the signature check are rustls's own
+//! raw body bytes, made with the key of the signing certificate (which one: `certificate`). The
+//! X.509 reading and the signature check are rustls's own
 //! (`rustls-webpki` on `ring`); nothing here is hand-written cryptography.
 
 use base64::Engine;
@@ -26,6 +26,16 @@ pub enum Unverified {
     Algorithm,
     #[error("the signature does not match the body and the signing certificate")]
     Mismatch,
+    #[error("no X-MS-Certificate-Url header")]
+    NoCertificateUrl,
+    #[error("the certificate URL is not https on a host of webhooks.certificate_hosts")]
+    UrlNotAllowed,
+    #[error("the certificate could not be fetched: {0}")]
+    Fetch(String),
+    #[error("the certificate is not trusted: {0}")]
+    Untrusted(String),
+    #[error("the certificate's issuer is not webhooks.certificate_issuer")]
+    Issuer,
 }
 
 /// The certificate whose key signs notifications.
@@ -35,7 +45,8 @@ pub struct Signer {
 }
 
 impl Signer {
-    /// The signer `webhooks.certificate_file` names (checked at start to be a certificate).
+    /// The signer holding `certificate` (pinned by `webhooks.certificate_file`, or fetched and
+    /// checked).
     pub fn pinned(certificate: CertificateDer<'static>) -> Signer {
         Signer { certificate }
     }

@@ -16,8 +16,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::body::Body;
+use crate::changes::certificate::Certificates;
 use crate::changes::invalidate::{Cause, Invalidator};
-use crate::changes::signature::Signer;
 use crate::config::{UpstreamConfig, WebhooksConfig};
 use crate::error::GatewayError;
 use crate::observe::metrics::Metrics;
@@ -33,7 +33,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 /// The notification endpoint of one gateway.
 pub struct Webhooks {
-    signer: Signer,
+    certificates: Certificates,
     relay: Option<(Uri, Upstream)>,
     relay_timeout: Duration,
     resources: Resources,
@@ -49,15 +49,15 @@ impl Webhooks {
         resources: Resources,
         changes: Invalidator,
     ) -> Result<Option<Webhooks>, UpstreamSetupError> {
-        let Some(certificate) = config.certificate.clone().filter(|_| config.enabled()) else {
+        if !config.enabled() {
             return Ok(None);
-        };
+        }
         let relay = match config.relay_url.parse::<Uri>() {
             Ok(uri) if !config.relay_url.is_empty() => Some((uri, Upstream::new(upstream)?)),
             _ => None,
         };
         Ok(Some(Webhooks {
-            signer: Signer::pinned(certificate),
+            certificates: Certificates::new(config, upstream)?,
             relay,
             relay_timeout: config.relay_timeout,
             resources,
@@ -77,7 +77,8 @@ impl Webhooks {
         }
         let (parts, body) = request.into_parts();
         let body = read_body(body).await?;
-        if let Err(why) = self.signer.verify(&parts.headers, &body) {
+        let signer = self.certificates.signer_for(&parts.headers).await;
+        if let Err(why) = signer.and_then(|signer| signer.verify(&parts.headers, &body)) {
             tracing::warn!(error = %why, "event notification refused");
             metrics.webhook_event(WebhookOutcome::Unauthorized);
             return Err(GatewayError::WebhookUnauthorized);

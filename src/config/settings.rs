@@ -83,6 +83,9 @@ pub struct WebhooksConfig {
     /// Extra roots for fetched certificates, as written.
     #[serde(serialize_with = "super::mask::path_or_empty")]
     pub ca_file: Option<PathBuf>,
+    /// Those roots, read and checked at start (DER).
+    #[serde(skip)]
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// Organisation the signing certificate's issuer must name.
     pub certificate_issuer: String,
 }

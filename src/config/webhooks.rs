@@ -68,22 +68,24 @@ pub fn validate(raw: RawWebhooks) -> Result<WebhooksConfig, ConfigError> {
             (Some(PathBuf::from(file)), Some(certificate))
         }
     };
-    // Certificates fetched from X-MS-Certificate-Url are not taken by this build: a notification
-    // it could not verify would only ever be refused, so the gateway says so at start instead.
-    if !path.is_empty() && certificate.is_none() {
-        return Err(invalid(
-            "webhooks.certificate_file",
-            "is required while webhooks.path is set: this build verifies notifications against a \
-             pinned certificate only (fetching X-MS-Certificate-Url is not supported yet)",
-        ));
-    }
-    let ca_file = match raw.ca_file.trim() {
-        "" => None,
+    let (ca_file, extra_roots) = match raw.ca_file.trim() {
+        "" => (None, Vec::new()),
         file => {
-            read_certificates("webhooks.ca_file", file)?;
-            Some(PathBuf::from(file))
+            let roots = read_certificates("webhooks.ca_file", file)?;
+            (Some(PathBuf::from(file)), roots)
         }
     };
+    let issuer = raw.certificate_issuer.trim().to_owned();
+    if !path.is_empty()
+        && certificate.is_none()
+        && (raw.certificate_hosts.is_empty() || issuer.is_empty())
+    {
+        return Err(invalid(
+            "webhooks.certificate_hosts",
+            "names no host (and no webhooks.certificate_file pins a certificate): no notification \
+             could ever be verified; set one, or webhooks.certificate_issuer if it is empty",
+        ));
+    }
     let certificate_hosts = raw
         .certificate_hosts
         .iter()
@@ -97,7 +99,8 @@ pub fn validate(raw: RawWebhooks) -> Result<WebhooksConfig, ConfigError> {
         certificate,
         certificate_hosts,
         ca_file,
-        certificate_issuer: raw.certificate_issuer.trim().to_owned(),
+        extra_roots,
+        certificate_issuer: issuer,
     })
 }
 

@@ -25,6 +25,13 @@ use crate::error::GatewayError;
 #[error("upstream TLS setup: {0}")]
 pub struct UpstreamSetupError(String);
 
+impl UpstreamSetupError {
+    /// A setup error with this description.
+    pub fn new(message: impl Into<String>) -> UpstreamSetupError {
+        UpstreamSetupError(message.into())
+    }
+}
+
 /// The upstream as the rest of the gateway sees it: where, and how to send.
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Body>,

@@ -130,6 +130,10 @@ impl Bound {
             }
             running
         });
+        let audit = gateway
+            .audit
+            .clone()
+            .map(|follower| tokio::spawn(follower.run()));
         let (stop_admin, admin_stopped) = watch::channel(false);
         let admin_task = tokio::spawn(admin::serve(admin, gateway.clone(), admin_stopped));
 
@@ -137,6 +141,9 @@ impl Bound {
         let _ = stop_admin.send(true);
         let _ = admin_task.await;
         upkeep.abort();
+        if let Some(audit) = audit {
+            audit.abort();
+        }
         if let Some(fleet) = fleet {
             fleet.stop().await;
         }

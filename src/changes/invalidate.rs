@@ -24,6 +24,8 @@ pub enum Cause {
     Admin,
     /// A verified event notification from Partner Center (SPEC §15.2): the same steps.
     Webhook,
+    /// An audit record of a change made elsewhere (SPEC §15.3): the same steps.
+    Audit,
     /// Another replica published it: memory, and the shared tier only when the sender keyed it
     /// differently (a rolling upgrade); the bus confirms once this is done.
     Received {
@@ -42,6 +44,7 @@ impl Cause {
             Cause::Write => "write",
             Cause::Admin => "admin",
             Cause::Webhook => "webhook",
+            Cause::Audit => "audit",
             Cause::Received { .. } => "fleet",
             Cause::Replay => "replay",
         }

@@ -4,9 +4,12 @@
 //! the one path every invalidation takes — a write's, an admin purge's, one another replica
 //! published, the replay after a fleet outage, Partner Center's own event notifications — carried
 //! out to the end in a task of its own. [`webhook`] takes those notifications (SPEC §15.2) once
-//! [`signature`] has verified them against the certificate [`certificate`] provides.
+//! [`signature`] has verified them against the certificate [`certificate`] provides; [`audit`]
+//! follows the audit records of changes made anywhere else (SPEC §15.3).
 
 pub mod invalidate;
+
+pub mod audit;
 
 pub mod webhook;
 

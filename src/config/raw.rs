@@ -30,6 +30,8 @@ pub struct RawConfig {
     pub fleet: RawFleet,
     /// `[webhooks]`.
     pub webhooks: RawWebhooks,
+    /// `[audit]`.
+    pub audit: RawAudit,
 }
 
 /// `[server]` as written.
@@ -189,6 +191,16 @@ pub struct RawWebhooks {
     pub certificate_hosts: Vec<String>,
     pub ca_file: String,
     pub certificate_issuer: String,
+}
+
+/// `[audit]` as written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RawAudit {
+    #[serde(with = "bounded")]
+    pub interval: Duration,
+    pub token_file: String,
+    #[serde(with = "bounded")]
+    pub overlap: Duration,
 }
 
 /// `[fleet]` as written.

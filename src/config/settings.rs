@@ -59,6 +59,30 @@ pub struct Config {
     pub fleet: FleetConfig,
     /// `[webhooks]`: Partner Center's event notifications (off by default).
     pub webhooks: WebhooksConfig,
+    /// `[audit]`: the audit-record follower (off by default).
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: following Partner Center's audit records, which name every change made by the
+/// partner's users and tools, the portal included (SPEC §15.3).
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditConfig {
+    /// How often to poll; zero: off.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// The file holding the bearer token, read before every poll.
+    #[serde(serialize_with = "super::mask::path_or_empty")]
+    pub token_file: Option<PathBuf>,
+    /// How far back each poll reaches before the newest record already seen.
+    #[serde(with = "humantime_serde")]
+    pub overlap: Duration,
+}
+
+impl AuditConfig {
+    /// Whether the follower runs.
+    pub fn enabled(&self) -> bool {
+        !self.interval.is_zero()
+    }
 }
 
 /// `[webhooks]`: verified event notifications that invalidate, then reach the partner's own

@@ -126,6 +126,7 @@ impl TryFrom<RawConfig> for Config {
 
         let fleet = super::fleet::validate(raw.fleet, cache.partition, upstream.rate_limit_scope)?;
         let webhooks = super::webhooks::validate(raw.webhooks)?;
+        let audit = super::webhooks::validate_audit(raw.audit)?;
 
         Ok(Config {
             server,
@@ -135,6 +136,7 @@ impl TryFrom<RawConfig> for Config {
             log,
             fleet,
             webhooks,
+            audit,
         })
     }
 }

@@ -1,4 +1,5 @@
-//! `[webhooks]`: the checks of the event-notification keys (SPEC §15.2).
+//! `[webhooks]` and `[audit]`: the checks of the keys of changes announced elsewhere (SPEC §15.2,
+//! §15.3).
 //!
 //! Its own file because notifications are one decision with rules of their own: where they
 //! arrive (a path of the front listener that no Partner Center call uses), where they go (the
@@ -11,8 +12,8 @@ use http::Uri;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
-use super::raw::RawWebhooks;
-use super::settings::{ConfigError, WebhooksConfig};
+use super::raw::{RawAudit, RawWebhooks};
+use super::settings::{AuditConfig, ConfigError, WebhooksConfig};
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::invalid(key, message)
@@ -101,6 +102,25 @@ pub fn validate(raw: RawWebhooks) -> Result<WebhooksConfig, ConfigError> {
         ca_file,
         extra_roots,
         certificate_issuer: issuer,
+    })
+}
+
+/// Checks `[audit]`: a follower needs the file its token is read from.
+pub fn validate_audit(raw: RawAudit) -> Result<AuditConfig, ConfigError> {
+    let token_file = match raw.token_file.trim() {
+        "" => None,
+        file => Some(PathBuf::from(file)),
+    };
+    if !raw.interval.is_zero() && token_file.is_none() {
+        return Err(invalid(
+            "audit.token_file",
+            "is required while audit.interval is above zero (the bearer token of the audit calls)",
+        ));
+    }
+    Ok(AuditConfig {
+        interval: raw.interval,
+        token_file,
+        overlap: raw.overlap,
     })
 }
 

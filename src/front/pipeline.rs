@@ -24,6 +24,7 @@ use crate::cache::lookup::{self, Lookup, OrderCache, Pending};
 use crate::cache::policy::Policy;
 use crate::cache::shared::SharedTier;
 use crate::cache::tier::Tiers;
+use crate::changes::audit::Follower;
 use crate::changes::invalidate::{Cause, Invalidator};
 use crate::changes::webhook::Webhooks;
 use crate::config::Config;
@@ -59,6 +60,8 @@ pub struct Gateway {
     pub changes: Invalidator,
     /// Partner Center's event notifications on `webhooks.path` (SPEC §15.2), when on.
     webhooks: Option<Webhooks>,
+    /// The audit-record follower (SPEC §15.3), when on; started with the listeners.
+    pub audit: Option<Arc<Follower>>,
     exchange: Arc<Exchange>,
     intake: Intake,
     fingerprints: Fingerprinter,
@@ -118,6 +121,14 @@ impl Gateway {
             resources,
             changes.clone(),
         )?;
+        let audit = Follower::new(
+            &config.audit,
+            &config.upstream,
+            resources,
+            changes.clone(),
+            metrics.clone(),
+        )?
+        .map(Arc::new);
         let cache = OrderCache::new(
             &config.cache,
             tiers.clone(),
@@ -139,6 +150,7 @@ impl Gateway {
             bus,
             changes,
             webhooks,
+            audit,
             exchange,
             fingerprints,
             draining: AtomicBool::new(false),

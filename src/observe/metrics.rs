@@ -47,6 +47,9 @@ const FAMILIES: &[(&str, &str)] = &[
     ("partner_gateway_fleet_l2_lookups_total", "Looks into the fleet's shared tier after an L1 miss, by result (fleet mode)."),
     ("partner_gateway_fleet_invalidations_total", "Invalidations sent to or received from the other replicas, by direction (fleet mode)."),
     ("partner_gateway_fleet_lease_waits_total", "Fills that waited for another replica's fill of the same key (fleet mode)."),
+    ("partner_gateway_audit_polls_total", "Polls of the audit records, by outcome (ok, error)."),
+    ("partner_gateway_audit_records_total", "Audit records applied to the cache."),
+    ("partner_gateway_audit_leader", "1 on the replica that follows the audit records, else 0."),
     ("partner_gateway_webhook_events_total", "Event notifications taken on webhooks.path, by outcome."),
     ("partner_gateway_log_lines_dropped_total", "Log lines dropped because the log output did not keep up."),
     ("partner_gateway_build_info", "Build information; the value is always 1."),
@@ -98,6 +101,9 @@ pub struct Metrics {
     lease_waits: Counter,
     log_lines_dropped: Counter,
     webhook_events: Vec<Counter>,
+    audit_polls: [Counter; 2],
+    audit_records: Counter,
+    audit_leader: Gauge,
     outcomes: [AtomicU64; CACHE_SLOTS],
 }
 
@@ -185,6 +191,14 @@ impl Metrics {
             cache_entries: gauge("partner_gateway_cache_entries", vec![]),
             cache_bytes: gauge("partner_gateway_cache_bytes", vec![]),
             log_lines_dropped: counter("partner_gateway_log_lines_dropped_total", vec![]),
+            audit_polls: ["ok", "error"].map(|outcome| {
+                counter(
+                    "partner_gateway_audit_polls_total",
+                    vec![Label::from_static_parts("outcome", outcome)],
+                )
+            }),
+            audit_records: counter("partner_gateway_audit_records_total", vec![]),
+            audit_leader: gauge("partner_gateway_audit_leader", vec![]),
             webhook_events: WebhookOutcome::ALL
                 .iter()
                 .map(|o| {
@@ -339,6 +353,21 @@ impl Metrics {
     /// What became of one event notification.
     pub fn webhook_event(&self, outcome: WebhookOutcome) {
         self.webhook_events[outcome.index()].increment(1);
+    }
+
+    /// One poll of the audit records ended, well or not.
+    pub fn audit_poll(&self, ok: bool) {
+        self.audit_polls[usize::from(!ok)].increment(1);
+    }
+
+    /// One audit record applied.
+    pub fn audit_record(&self) {
+        self.audit_records.increment(1);
+    }
+
+    /// Whether this replica follows the audit records.
+    pub fn audit_leader(&self, leader: bool) {
+        self.audit_leader.set(if leader { 1.0 } else { 0.0 });
     }
 
     /// Live replicas of the fleet last seen.

@@ -1,0 +1,138 @@
+//! The audit-record follower from outside (SPEC §15.3): a change made elsewhere (the portal, the
+//! partner's tools) reaches the cache through Partner Center's audit records.
+
+mod common {
+    #[allow(dead_code)]
+    pub mod gateway;
+    pub mod http;
+    pub mod wait;
+}
+
+use std::time::Duration;
+
+use common::{gateway::*, http::*, wait::*};
+use httpmock::prelude::*;
+
+const CUSTOMER: &str = "4a2f6c1e-8b3d-4e5f-9a7b-1c2d3e4f5a60";
+const ORDER: &str = "0d0e0000-0000-4000-8000-0000000a11ce";
+const AUTH: (&str, &str) = ("authorization", "Bearer client");
+
+async fn metric(gw: &TestGateway, line: &str) -> f64 {
+    let text = get(&gw.admin_url("/metrics"), &[]).await.body;
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_change_in_the_audit_records_drops_the_order_on_the_next_poll() {
+    let upstream = MockServer::start_async().await;
+    let path = format!("/v1/customers/{CUSTOMER}/orders/{ORDER}");
+    let order =
+        serde_json::json!({"id": ORDER, "status": "completed", "attributes": {"etag": "v1"}});
+    let orders = upstream
+        .mock_async(|when, then| {
+            when.method(GET).path(path.as_str());
+            then.status(200)
+                .header("content-type", "application/json")
+                .body(order.to_string());
+        })
+        .await;
+    // Page one names the order and links to page two, which the follower must ask for with the
+    // continuation token it lists.
+    let record = serde_json::json!({
+        "id": "record-1", "customerId": CUSTOMER, "resourceType": "order",
+        "operationDate": "2026-12-06T08:00:00Z",
+        "resourceNewValue": serde_json::json!({"id": ORDER, "status": "completed"}).to_string(),
+    });
+    let first = upstream
+        .mock_async(|when, then| {
+            when.method(GET)
+                .path("/v1/auditrecords")
+                .query_param_exists("startDate")
+                .header("authorization", "Bearer audit-token")
+                .header_exists("ms-correlationid")
+                .header_missing("ms-continuationtoken");
+            then.status(200)
+                .header("content-type", "application/json")
+                .body(
+                    serde_json::json!({
+                        "totalCount": 1, "items": [record],
+                        "links": {"next": {"uri": "auditrecords?seek=2",
+                            "headers": [{"key": "MS-ContinuationToken", "value": "page-two"}]}}
+                    })
+                    .to_string(),
+                );
+        })
+        .await;
+    let second = upstream
+        .mock_async(|when, then| {
+            when.method(GET)
+                .path("/v1/auditrecords")
+                .header("ms-continuationtoken", "page-two");
+            then.status(200)
+                .header("content-type", "application/json")
+                .body(r#"{"totalCount":0,"items":[]}"#);
+        })
+        .await;
+
+    // No token yet: polls are skipped, and the order is cached meanwhile.
+    let token = std::env::temp_dir().join(format!("pg-audit-token-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&token, "").expect("token file");
+    let token_path = token.to_string_lossy().into_owned();
+    let settings = [
+        ("audit.interval", "200ms"),
+        ("audit.token_file", token_path.as_str()),
+    ];
+    let gw = TestGateway::with(&upstream.base_url(), &settings).await;
+    let url = gw.url(&path);
+    assert_eq!(get(&url, &[AUTH]).await.header("x-cache"), Some("MISS"));
+    assert_eq!(get(&url, &[AUTH]).await.header("x-cache"), Some("HIT"));
+    assert_eq!(first.calls_async().await, 0, "no token, no audit call");
+
+    // The token appears (an outside refresher wrote it): the next poll applies the record.
+    std::fs::write(&token, "audit-token\n").expect("token");
+    eventually(Duration::from_secs(10), || async {
+        metric(&gw, "partner_gateway_audit_records_total ").await >= 1.0
+    })
+    .await;
+    assert!(second.calls_async().await >= 1, "page two was followed");
+    assert_eq!(
+        get(&url, &[AUTH]).await.header("x-cache"),
+        Some("MISS"),
+        "dropped"
+    );
+    assert_eq!(orders.calls_async().await, 2);
+
+    // Later polls see the same record again (the overlap) and do not drop the entry again.
+    let polls = metric(&gw, "partner_gateway_audit_polls_total{outcome=\"ok\"} ").await;
+    eventually(Duration::from_secs(10), || async {
+        metric(&gw, "partner_gateway_audit_polls_total{outcome=\"ok\"} ").await >= polls + 2.0
+    })
+    .await;
+    assert_eq!(get(&url, &[AUTH]).await.header("x-cache"), Some("HIT"));
+    assert_eq!(
+        metric(&gw, "partner_gateway_audit_records_total ").await,
+        1.0
+    );
+    assert_eq!(metric(&gw, "partner_gateway_audit_leader ").await, 1.0);
+    gw.stop().await;
+    let _ = std::fs::remove_file(token);
+}
+
+#[test]
+fn a_follower_needs_its_token_file() {
+    let load = |pairs: &[(&str, &str)]| {
+        partner_gateway::config::Config::load(&partner_gateway::config::Sources {
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..partner_gateway::config::Sources::default()
+        })
+    };
+    let err = load(&[("PARTNER_GATEWAY__AUDIT__INTERVAL", "1m")]).expect_err("no token file");
+    assert!(err.to_string().contains("audit.token_file"), "{err}");
+    assert!(load(&[]).is_ok(), "off by default");
+}

@@ -5,12 +5,14 @@ mod common {
     #[allow(dead_code)]
     pub mod gateway;
     pub mod http;
+    #[allow(dead_code)]
+    pub mod redis;
     pub mod wait;
 }
 
 use std::time::Duration;
 
-use common::{gateway::*, http::*, wait::*};
+use common::{gateway::*, http::*, redis::*, wait::*};
 use httpmock::prelude::*;
 
 const CUSTOMER: &str = "4a2f6c1e-8b3d-4e5f-9a7b-1c2d3e4f5a60";
@@ -135,4 +137,59 @@ fn a_follower_needs_its_token_file() {
     let err = load(&[("PARTNER_GATEWAY__AUDIT__INTERVAL", "1m")]).expect_err("no token file");
     assert!(err.to_string().contains("audit.token_file"), "{err}");
     assert!(load(&[]).is_ok(), "off by default");
+}
+
+/// SPEC §15.3 in fleet mode: one replica at a time follows; when it stops, another takes over
+/// within three intervals.
+#[tokio::test]
+async fn one_replica_of_a_fleet_follows_and_another_takes_over_when_it_stops() {
+    let Some(redis) = RedisServer::start("audit_leader") else {
+        return;
+    };
+    let upstream = MockServer::start_async().await;
+    let polls = upstream
+        .mock_async(|when, then| {
+            when.method(GET).path("/v1/auditrecords");
+            then.status(200)
+                .header("content-type", "application/json")
+                .body(r#"{"totalCount":0,"items":[]}"#);
+        })
+        .await;
+    let token = std::env::temp_dir().join(format!("pg-audit-token-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&token, "audit-token").expect("token file");
+    let (url, token_path) = (redis.url(), token.to_string_lossy().into_owned());
+    let settings = [
+        ("audit.interval", "200ms"),
+        ("audit.token_file", token_path.as_str()),
+        ("fleet.redis_url", url.as_str()),
+        (
+            "fleet.partition_secret",
+            "audit-secret-audit-secret-audit-secret",
+        ),
+        ("fleet.timeout", "1s"),
+    ];
+    let a = TestGateway::with(&upstream.base_url(), &settings).await;
+    let b = TestGateway::with(&upstream.base_url(), &settings).await;
+    let leader = "partner_gateway_audit_leader ";
+    eventually(Duration::from_secs(10), || async {
+        metric(&a, leader).await + metric(&b, leader).await == 1.0 && polls.calls_async().await > 2
+    })
+    .await;
+    let (leading, other) = if metric(&a, leader).await == 1.0 {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    leading.stop().await;
+    eventually(Duration::from_secs(5), || async {
+        metric(&other, leader).await == 1.0
+    })
+    .await;
+    let before = polls.calls_async().await;
+    eventually(Duration::from_secs(5), || async {
+        polls.calls_async().await > before
+    })
+    .await;
+    other.stop().await;
+    let _ = std::fs::remove_file(token);
 }

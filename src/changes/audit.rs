@@ -8,7 +8,9 @@
 //! that resource of the customer when neither names one. Each poll reaches back `audit.overlap`
 //! before the newest record seen; a record applied once is not applied again. A failed poll is
 //! logged and tried again at the next interval (after `Retry-After` on a 429); client requests
-//! never see it. Audit calls spend no client budget.
+//! never see it. Audit calls spend no client budget. In fleet mode one replica at a time
+//! follows (a lease in Redis), and the window and the applied records live in Redis, so a new
+//! leader goes on where the last one stopped; a replica cut off from Redis follows alone.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,11 +24,12 @@ use serde_json::Value;
 
 use crate::body::Body;
 use crate::changes::invalidate::{Cause, Invalidator};
+use crate::changes::records::{effects, next_page, rfc3339};
 use crate::config::{AuditConfig, UpstreamConfig};
-use crate::guid::Guid;
+use crate::fleet::link::{Link, Query};
 use crate::observe::metrics::Metrics;
 use crate::request::correlation::{CORRELATION_ID, REQUEST_ID};
-use crate::resource::{ItemRef, Purge, Resource, Resources};
+use crate::resource::Resources;
 use crate::upstream::client::{Upstream, UpstreamSetupError};
 
 /// Record ids remembered as applied (the overlap re-reads recent ones).
@@ -37,6 +40,27 @@ const MAX_PAGE: usize = 8 * 1024 * 1024;
 
 /// Pages followed in one poll at most.
 const MAX_PAGES: usize = 1000;
+
+/// Takes the follower's lease, or keeps it when this replica holds it already.
+const LEAD: &str = r"
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// The fleet's part of the follower: who follows, and what has been applied so far.
+struct Shared {
+    link: Arc<Link>,
+    lead: redis::Script,
+    /// This replica's token in the lease.
+    me: String,
+    leader_key: String,
+    since_key: String,
+    applied_key: String,
+}
 
 /// Why a poll ended early.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +82,8 @@ pub struct Follower {
     /// Where the next poll starts.
     since: Mutex<SystemTime>,
     applied: Mutex<(HashSet<String>, VecDeque<String>)>,
+    /// Fleet mode: the lease and the window in Redis.
+    shared: Option<Shared>,
 }
 
 impl Follower {
@@ -68,10 +94,22 @@ impl Follower {
         resources: Resources,
         changes: Invalidator,
         metrics: Arc<Metrics>,
+        fleet: Option<(Arc<Link>, &str)>,
     ) -> Result<Option<Follower>, UpstreamSetupError> {
         if !audit.enabled() {
             return Ok(None);
         }
+        let shared = fleet.map(|(link, name)| {
+            let key = |what: &str| format!("{name}:{{{name}}}:audit:{what}");
+            Shared {
+                link,
+                lead: redis::Script::new(LEAD),
+                me: uuid::Uuid::new_v4().to_string(),
+                leader_key: key("leader"),
+                since_key: key("since"),
+                applied_key: key("applied"),
+            }
+        });
         Ok(Some(Follower {
             config: audit.clone(),
             client: Upstream::new(upstream)?,
@@ -81,13 +119,20 @@ impl Follower {
             metrics,
             since: Mutex::new(SystemTime::now() - audit.overlap),
             applied: Mutex::default(),
+            shared,
         }))
     }
 
-    /// Polls every `audit.interval` until the process ends.
+    /// Polls every `audit.interval` until the process ends — in fleet mode only while this
+    /// replica holds the follower's lease.
     pub async fn run(self: Arc<Self>) {
-        self.metrics.audit_leader(true);
         loop {
+            let leading = self.lead().await;
+            self.metrics.audit_leader(leading);
+            if !leading {
+                tokio::time::sleep(self.config.interval).await;
+                continue;
+            }
             let wait = match self.poll().await {
                 Ok(None) => self.config.interval,
                 Ok(Some(applied)) => {
@@ -108,6 +153,88 @@ impl Follower {
         }
     }
 
+    /// Whether this replica follows now: always alone; in a fleet, while it holds the lease
+    /// (taken or kept for three intervals, so a live replica takes over within three of a dead
+    /// leader's); cut off from Redis, it follows alone.
+    async fn lead(&self) -> bool {
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        if !shared.link.is_up() {
+            return true;
+        }
+        let mut invocation = shared.lead.prepare_invoke();
+        invocation
+            .key(&shared.leader_key)
+            .arg(&shared.me)
+            .arg((self.config.interval * 3).as_millis() as u64);
+        match shared.link.run::<i64>(Query::Script(&invocation)).await {
+            Ok(taken) => taken == 1,
+            Err(_) => true,
+        }
+    }
+
+    /// The window's start: this replica's, or the fleet's when that is later.
+    async fn window(&self) -> SystemTime {
+        let local = *self.since.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(shared) = self.shared.as_ref().filter(|s| s.link.is_up()) else {
+            return local;
+        };
+        let mut get = redis::cmd("GET");
+        get.arg(&shared.since_key);
+        let remote = shared.link.run::<Option<u64>>(Query::Cmd(&get)).await;
+        let remote = remote
+            .ok()
+            .flatten()
+            .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
+        remote.map_or(local, |remote| local.max(remote))
+    }
+
+    /// Keeps the window's start, here and for the fleet.
+    async fn keep_window(&self, since: SystemTime) {
+        *self.since.lock().unwrap_or_else(PoisonError::into_inner) = since;
+        let Some(shared) = self.shared.as_ref().filter(|s| s.link.is_up()) else {
+            return;
+        };
+        let ms = since
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let keep = self.remembered_for().as_millis() as u64;
+        let mut set = redis::cmd("SET");
+        set.arg(&shared.since_key).arg(ms).arg("PX").arg(keep);
+        let _ = shared.link.run::<()>(Query::Cmd(&set)).await;
+    }
+
+    /// How long the fleet remembers the window and the applied records: past any overlap.
+    fn remembered_for(&self) -> Duration {
+        (self.config.overlap + self.config.interval) * 2 + Duration::from_secs(60)
+    }
+
+    /// Whether record `id` is new (and now marked applied), in this replica and the fleet.
+    async fn first_time(&self, id: &str) -> bool {
+        {
+            let applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
+            if applied.0.contains(id) {
+                return false;
+            }
+        }
+        let Some(shared) = self.shared.as_ref().filter(|s| s.link.is_up()) else {
+            return true;
+        };
+        let mut mark = redis::pipe();
+        mark.atomic()
+            .sadd(&shared.applied_key, id)
+            .pexpire(
+                &shared.applied_key,
+                self.remembered_for().as_millis() as i64,
+            )
+            .ignore();
+        match shared.link.run::<(i64,)>(Query::Pipe(&mark)).await {
+            Ok((added,)) => added == 1,
+            Err(_) => true,
+        }
+    }
+
     /// One poll, every page; `None` when it was skipped for want of a token.
     async fn poll(&self) -> Result<Option<usize>, PollError> {
         let token = self
@@ -121,7 +248,7 @@ impl Follower {
             tracing::warn!("audit.token_file is missing or empty; this audit poll is skipped");
             return Ok(None);
         };
-        let since = *self.since.lock().unwrap_or_else(PoisonError::into_inner);
+        let since = self.window().await;
         let start = humantime::format_rfc3339_seconds(since);
         let mut next = Some((format!("/v1/auditrecords?startDate={start}"), Vec::new()));
         let (mut applied, mut newest) = (0, None::<SystemTime>);
@@ -139,8 +266,8 @@ impl Follower {
             next = next_page(&page);
         }
         if let Some(newest) = newest {
-            let mut since = self.since.lock().unwrap_or_else(PoisonError::into_inner);
-            *since = (*since).max(newest - self.config.overlap);
+            self.keep_window(since.max(newest - self.config.overlap))
+                .await;
         }
         Ok(Some(applied))
     }
@@ -208,8 +335,7 @@ impl Follower {
     async fn apply(&self, record: &Value) -> bool {
         let id = record["id"].as_str().map(str::to_owned);
         if let Some(id) = &id {
-            let applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
-            if applied.0.contains(id) {
+            if !self.first_time(id).await {
                 return false;
             }
         }
@@ -231,160 +357,5 @@ impl Follower {
         }
         self.metrics.audit_record();
         true
-    }
-}
-
-/// What a record drops (SPEC §15.3), among the cached resources.
-fn effects(record: &Value, resources: Resources) -> Vec<Purge> {
-    let field = |name: &str| {
-        record.as_object().and_then(|fields| {
-            fields
-                .iter()
-                .find(|(key, _)| key.eq_ignore_ascii_case(name))
-                .and_then(|(_, value)| value.as_str())
-        })
-    };
-    let Some(customer) = field("customerId").and_then(Guid::parse) else {
-        return Vec::new();
-    };
-    let resource = match field("resourceType")
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("order") => Resource::Orders,
-        Some("subscription") => Resource::Subscriptions,
-        Some("customer") => Resource::Customers,
-        _ => return Vec::new(),
-    };
-    let named = ["resourceNewValue", "resourceOldValue"]
-        .iter()
-        .find_map(|name| {
-            let value: Value = serde_json::from_str(field(name)?).ok()?;
-            Guid::parse(value["id"].as_str()?)
-        });
-    let mut purges = match (resource, named) {
-        (Resource::Customers, _) => vec![Purge::One(ItemRef {
-            resource,
-            customer,
-            id: customer,
-        })],
-        (_, Some(id)) => vec![Purge::One(ItemRef {
-            resource,
-            customer,
-            id,
-        })],
-        (_, None) => vec![Purge::EveryOf(resource, customer)],
-    };
-    if resource == Resource::Orders {
-        purges.push(Purge::EveryOf(Resource::Subscriptions, customer));
-    }
-    purges.retain(|purge| match purge {
-        Purge::One(item) => resources.contains(item.resource),
-        Purge::EveryOf(resource, _) => resources.contains(*resource),
-        _ => true,
-    });
-    purges
-}
-
-/// The next page's path (a `/v1/` path as is, any other relative to `/v1`) and headers.
-fn next_page(page: &Value) -> Option<(String, Vec<(String, String)>)> {
-    let next = &page["links"]["next"];
-    let uri = next["uri"].as_str()?;
-    let path = if uri.starts_with("/v1/") {
-        uri.to_owned()
-    } else {
-        format!("/v1/{}", uri.trim_start_matches('/'))
-    };
-    let headers = next["headers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|h| {
-            Some((
-                h["key"].as_str()?.to_owned(),
-                h["value"].as_str()?.to_owned(),
-            ))
-        })
-        .collect();
-    Some((path, headers))
-}
-
-fn rfc3339(text: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339_weak(text.trim_end_matches('Z')).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const C: &str = "4a2f6c1e-8b3d-4e5f-9a7b-1c2d3e4f5a60";
-    const O: &str = "0d0e0000-0000-4000-8000-0000000a11ce";
-
-    fn all() -> Resources {
-        Resource::ALL.into_iter().collect()
-    }
-
-    #[test]
-    fn each_record_drops_what_it_names() {
-        let order = serde_json::json!({
-            "id": "r1", "customerId": C, "resourceType": "Order",
-            "resourceNewValue": format!(r#"{{"id":"{O}","status":"completed"}}"#),
-        });
-        let (c, o) = (Guid::parse(C).expect("c"), Guid::parse(O).expect("o"));
-        let item = |resource, id| {
-            Purge::One(ItemRef {
-                resource,
-                customer: c,
-                id,
-            })
-        };
-        assert_eq!(
-            effects(&order, all()),
-            [
-                item(Resource::Orders, o),
-                Purge::EveryOf(Resource::Subscriptions, c)
-            ]
-        );
-        let unnamed = serde_json::json!({"customerid": C, "RESOURCETYPE": "subscription"});
-        assert_eq!(
-            effects(&unnamed, all()),
-            [Purge::EveryOf(Resource::Subscriptions, c)]
-        );
-        let customer = serde_json::json!({"customerId": C, "resourceType": "customer"});
-        assert_eq!(effects(&customer, all()), [item(Resource::Customers, c)]);
-        let old = serde_json::json!({
-            "customerId": C, "resourceType": "subscription",
-            "resourceNewValue": "not json", "resourceOldValue": format!(r#"{{"id":"{O}"}}"#),
-        });
-        assert_eq!(effects(&old, all()), [item(Resource::Subscriptions, o)]);
-        for nothing in [
-            serde_json::json!({"customerId": C, "resourceType": "invoice"}),
-            serde_json::json!({"resourceType": "order"}),
-            serde_json::json!({"customerId": "x", "resourceType": "order"}),
-        ] {
-            assert!(effects(&nothing, all()).is_empty(), "{nothing}");
-        }
-        // Only the cached resources: orders alone drop no subscriptions.
-        let orders_only: Resources = [Resource::Orders].into_iter().collect();
-        assert_eq!(effects(&order, orders_only), [item(Resource::Orders, o)]);
-    }
-
-    #[test]
-    fn next_links_are_paths_under_v1_with_their_headers() {
-        let page = serde_json::json!({"links": {"next": {"uri": "auditrecords?seek=2",
-            "headers": [{"key": "MS-ContinuationToken", "value": "abc"}]}}});
-        assert_eq!(
-            next_page(&page),
-            Some((
-                "/v1/auditrecords?seek=2".to_owned(),
-                vec![("MS-ContinuationToken".to_owned(), "abc".to_owned())]
-            ))
-        );
-        let page = serde_json::json!({"links": {"next": {"uri": "/v1/auditrecords?x=1"}}});
-        assert_eq!(
-            next_page(&page).map(|n| n.0),
-            Some("/v1/auditrecords?x=1".to_owned())
-        );
-        assert_eq!(next_page(&serde_json::json!({"items": []})), None);
     }
 }

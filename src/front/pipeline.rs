@@ -121,12 +121,16 @@ impl Gateway {
             resources,
             changes.clone(),
         )?;
+        let fleet_link = fleet
+            .as_ref()
+            .map(|replica| (replica.link(), config.fleet.name.as_str()));
         let audit = Follower::new(
             &config.audit,
             &config.upstream,
             resources,
             changes.clone(),
             metrics.clone(),
+            fleet_link,
         )?
         .map(Arc::new);
         let cache = OrderCache::new(

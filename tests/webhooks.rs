@@ -234,6 +234,23 @@ async fn a_verified_notification_reaches_the_handler_unchanged_after_its_invalid
         Some("MISS")
     );
 
+    // A handler that does not answer within webhooks.relay_timeout: 504, counted.
+    let slow = MockServer::start_async().await;
+    slow.mock_async(|when, then| {
+        when.method(POST).path("/events");
+        then.status(200).delay(std::time::Duration::from_secs(3));
+    })
+    .await;
+    let slow_relay = [
+        ("webhooks.relay_url", slow.url("/events")),
+        ("webhooks.relay_timeout", "300ms".to_owned()),
+    ];
+    let gw3 = gateway(&up, &settings(&slow_relay)).await;
+    let reply = notify(&gw3, &event, Some("webhook-signer.key.pem"), "rsa-sha256").await;
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(reply.json()["errorName"], "UpstreamTimeout");
+    gw3.stop().await;
+
     // A handler that cannot be reached: 502, counted; the invalidation was done all the same.
     let gone = [("webhooks.relay_url", "http://127.0.0.1:9/events".to_owned())];
     let gw2 = gateway(&up, &settings(&gone)).await;
@@ -511,12 +528,15 @@ async fn a_certificate_named_by_the_notification_is_fetched_once_from_an_allowed
         &format!("https://{host}/none.cer"),
     )
     .await;
+    let expired_url = format!("https://{host}/expired.cer");
+    let expired = notify_with_url(&gw, &event, "webhook-signer.key.pem", &expired_url).await;
     for (name, reply) in [
         ("another key", &other_key),
         ("another host", &elsewhere),
         ("http", &plain),
         ("another issuer", &wrong_issuer),
         ("no such certificate", &missing),
+        ("an expired certificate", &expired),
     ] {
         assert_eq!(
             reply.status,
@@ -528,7 +548,7 @@ async fn a_certificate_named_by_the_notification_is_fetched_once_from_an_allowed
     }
     assert_eq!(
         fetches.load(Ordering::SeqCst),
-        3,
+        4,
         "never fetched from another host or over http"
     );
     gw.stop().await;

@@ -193,3 +193,46 @@ async fn one_replica_of_a_fleet_follows_and_another_takes_over_when_it_stops() {
     other.stop().await;
     let _ = std::fs::remove_file(token);
 }
+
+/// A failing audit endpoint is retried at the next interval and never touches a client's answer.
+#[tokio::test]
+async fn audit_failures_leave_client_answers_alone() {
+    let upstream = MockServer::start_async().await;
+    let path = format!("/v1/customers/{CUSTOMER}/orders/{ORDER}");
+    let order =
+        serde_json::json!({"id": ORDER, "status": "completed", "attributes": {"etag": "v1"}});
+    upstream
+        .mock_async(|when, then| {
+            when.method(GET).path(path.as_str());
+            then.status(200)
+                .header("content-type", "application/json")
+                .body(order.to_string());
+        })
+        .await;
+    upstream
+        .mock_async(|when, then| {
+            when.method(GET).path("/v1/auditrecords");
+            then.status(500).body("audit is down");
+        })
+        .await;
+    let token = std::env::temp_dir().join(format!("pg-audit-token-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&token, "audit-token").expect("token file");
+    let token_path = token.to_string_lossy().into_owned();
+    let settings = [
+        ("audit.interval", "100ms"),
+        ("audit.token_file", token_path.as_str()),
+    ];
+    let gw = TestGateway::with(&upstream.base_url(), &settings).await;
+    let errors = "partner_gateway_audit_polls_total{outcome=\"error\"} ";
+    eventually(Duration::from_secs(10), || async {
+        metric(&gw, errors).await >= 2.0
+    })
+    .await;
+    let url = gw.url(&path);
+    let first = get(&url, &[AUTH]).await;
+    assert_eq!(first.status, http::StatusCode::OK);
+    assert_eq!(first.header("x-cache"), Some("MISS"));
+    assert_eq!(get(&url, &[AUTH]).await.header("x-cache"), Some("HIT"));
+    gw.stop().await;
+    let _ = std::fs::remove_file(token);
+}

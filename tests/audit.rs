@@ -19,6 +19,29 @@ const CUSTOMER: &str = "4a2f6c1e-8b3d-4e5f-9a7b-1c2d3e4f5a60";
 const ORDER: &str = "0d0e0000-0000-4000-8000-0000000a11ce";
 const AUTH: (&str, &str) = ("authorization", "Bearer client");
 
+/// A token file holding `contents` (removed by the test at its end).
+fn token_file(contents: &str) -> std::path::PathBuf {
+    let token = std::env::temp_dir().join(format!("pg-audit-token-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&token, contents).expect("token file");
+    token
+}
+
+/// The order the tests cache, as the upstream serves it; returns its path and its mock.
+async fn serve_order(upstream: &MockServer) -> (String, httpmock::Mock<'_>) {
+    let path = format!("/v1/customers/{CUSTOMER}/orders/{ORDER}");
+    let order =
+        serde_json::json!({"id": ORDER, "status": "completed", "attributes": {"etag": "v1"}});
+    let mock = upstream
+        .mock_async(|when, then| {
+            when.method(GET).path(path.as_str());
+            then.status(200)
+                .header("content-type", "application/json")
+                .body(order.to_string());
+        })
+        .await;
+    (path, mock)
+}
+
 async fn metric(gw: &TestGateway, line: &str) -> f64 {
     let text = get(&gw.admin_url("/metrics"), &[]).await.body;
     String::from_utf8_lossy(&text)
@@ -30,17 +53,7 @@ async fn metric(gw: &TestGateway, line: &str) -> f64 {
 #[tokio::test]
 async fn a_change_in_the_audit_records_drops_the_order_on_the_next_poll() {
     let upstream = MockServer::start_async().await;
-    let path = format!("/v1/customers/{CUSTOMER}/orders/{ORDER}");
-    let order =
-        serde_json::json!({"id": ORDER, "status": "completed", "attributes": {"etag": "v1"}});
-    let orders = upstream
-        .mock_async(|when, then| {
-            when.method(GET).path(path.as_str());
-            then.status(200)
-                .header("content-type", "application/json")
-                .body(order.to_string());
-        })
-        .await;
+    let (path, orders) = serve_order(&upstream).await;
     // Page one names the order and links to page two, which the follower must ask for with the
     // continuation token it lists.
     let record = serde_json::json!({
@@ -80,8 +93,7 @@ async fn a_change_in_the_audit_records_drops_the_order_on_the_next_poll() {
         .await;
 
     // No token yet: polls are skipped, and the order is cached meanwhile.
-    let token = std::env::temp_dir().join(format!("pg-audit-token-{}", uuid::Uuid::new_v4()));
-    std::fs::write(&token, "").expect("token file");
+    let token = token_file("");
     let token_path = token.to_string_lossy().into_owned();
     let settings = [
         ("audit.interval", "200ms"),
@@ -155,8 +167,7 @@ async fn one_replica_of_a_fleet_follows_and_another_takes_over_when_it_stops() {
                 .body(r#"{"totalCount":0,"items":[]}"#);
         })
         .await;
-    let token = std::env::temp_dir().join(format!("pg-audit-token-{}", uuid::Uuid::new_v4()));
-    std::fs::write(&token, "audit-token").expect("token file");
+    let token = token_file("audit-token");
     let (url, token_path) = (redis.url(), token.to_string_lossy().into_owned());
     let settings = [
         ("audit.interval", "200ms"),
@@ -198,25 +209,14 @@ async fn one_replica_of_a_fleet_follows_and_another_takes_over_when_it_stops() {
 #[tokio::test]
 async fn audit_failures_leave_client_answers_alone() {
     let upstream = MockServer::start_async().await;
-    let path = format!("/v1/customers/{CUSTOMER}/orders/{ORDER}");
-    let order =
-        serde_json::json!({"id": ORDER, "status": "completed", "attributes": {"etag": "v1"}});
-    upstream
-        .mock_async(|when, then| {
-            when.method(GET).path(path.as_str());
-            then.status(200)
-                .header("content-type", "application/json")
-                .body(order.to_string());
-        })
-        .await;
+    let (path, _order) = serve_order(&upstream).await;
     upstream
         .mock_async(|when, then| {
             when.method(GET).path("/v1/auditrecords");
             then.status(500).body("audit is down");
         })
         .await;
-    let token = std::env::temp_dir().join(format!("pg-audit-token-{}", uuid::Uuid::new_v4()));
-    std::fs::write(&token, "audit-token").expect("token file");
+    let token = token_file("audit-token");
     let token_path = token.to_string_lossy().into_owned();
     let settings = [
         ("audit.interval", "100ms"),

@@ -236,3 +236,46 @@ async fn audit_failures_leave_client_answers_alone() {
     gw.stop().await;
     let _ = std::fs::remove_file(token);
 }
+
+/// SPEC §15.4 end to end: a change made "in the portal" of the simulator (no call through the
+/// gateway) reaches the gateway's cache through the simulator's audit records.
+#[cfg(feature = "demo")]
+#[tokio::test]
+async fn a_change_made_in_the_portal_reaches_the_cache_through_the_audit_records() {
+    use partner_gateway::demo::simulator::{Knobs, Simulator, PORTAL};
+    let sim = Simulator::start(([127, 0, 0, 1], 0).into(), Knobs::default())
+        .await
+        .expect("simulator");
+    let account = Simulator::accounts().remove(0);
+    let subscription = &account.subscriptions[0];
+    let path = format!(
+        "/v1/customers/{}/subscriptions/{}",
+        account.customer, subscription.id
+    );
+    let token = token_file("audit-token");
+    let token_path = token.to_string_lossy().into_owned();
+    let settings = [
+        ("audit.interval", "200ms"),
+        ("audit.token_file", token_path.as_str()),
+        ("cache.resources", "orders,subscriptions,customers"),
+    ];
+    let gw = TestGateway::with(&sim.base_url(), &settings).await;
+    let url = gw.url(&path);
+    let before = get(&url, &[AUTH]).await;
+    assert_eq!(before.header("x-cache"), Some("MISS"));
+    assert_eq!(get(&url, &[AUTH]).await.header("x-cache"), Some("HIT"));
+
+    // In the portal: no token, no gateway.
+    let portal = format!("{}{PORTAL}{path}", sim.base_url());
+    let changed = send(http::Method::PATCH, &portal, &[], r#"{"quantity":42}"#).await;
+    assert_eq!(changed.status, http::StatusCode::OK, "{:?}", changed.body);
+    eventually(Duration::from_secs(10), || async {
+        let reply = get(&url, &[AUTH]).await;
+        reply.json()["quantity"] == 42
+    })
+    .await;
+    assert!(metric(&gw, "partner_gateway_audit_records_total ").await >= 1.0);
+    gw.stop().await;
+    sim.stop();
+    let _ = std::fs::remove_file(token);
+}

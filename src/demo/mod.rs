@@ -15,3 +15,5 @@ pub mod store;
 pub mod accounts;
 
 pub mod catalog;
+
+pub mod audit;

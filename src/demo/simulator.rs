@@ -38,9 +38,14 @@ use tokio::sync::watch;
 use crate::body::Body;
 use crate::demo::accounts::{sample_accounts, sample_paths};
 pub use crate::demo::accounts::{SampleAccount, SampleSubscription};
+use crate::demo::audit::{AuditLog, CONTINUATION};
 use crate::demo::catalog::{self, error_json, throttled_json, Failure};
 use crate::demo::store::Store;
 use crate::request::correlation::{Correlation, CORRELATION_ID, REQUEST_ID};
+
+/// The prefix of changes made "in the portal": `PATCH /__portal/v1/customers/{c}/…` changes
+/// the resource as the API would, without a token and without any call through a gateway.
+pub const PORTAL: &str = "/__portal";
 
 /// Dials of the simulator.
 #[derive(Debug, Clone)]
@@ -119,6 +124,7 @@ impl Counters {
 struct State {
     store: Store,
     windows: HashMap<Vec<u8>, (Instant, u32)>,
+    audit: AuditLog,
 }
 
 /// The running simulator.
@@ -141,6 +147,7 @@ impl Simulator {
             state: Mutex::new(State {
                 store: Store::sample(provisioning),
                 windows: HashMap::new(),
+                audit: AuditLog::default(),
             }),
             noise: AtomicU64::new(0x9e37_79b9_7f4a_7c15),
         });
@@ -251,6 +258,15 @@ impl Shared {
         request: Request<Incoming>,
         extra: &mut Option<(http::HeaderName, HeaderValue)>,
     ) -> Result<(StatusCode, Value), Failure> {
+        // "In the portal": a change the partner's people make without any API call (no token,
+        // no budget), seen only in the audit records.
+        if let Some(path) = request.uri().path().strip_prefix(PORTAL) {
+            let path = path.to_owned();
+            return self.change(request, &path).await;
+        }
+        if request.uri().path() == "/v1/auditrecords" {
+            return Ok(self.audit_page(&request));
+        }
         let credential = request
             .headers()
             .get(AUTHORIZATION)
@@ -276,8 +292,39 @@ impl Shared {
                 "Simulated failure",
             ));
         }
-        let method = request.method().clone();
         let path = request.uri().path().to_owned();
+        self.change(request, &path).await
+    }
+
+    /// `GET /v1/auditrecords?startDate=…` (with `MS-ContinuationToken` for later pages).
+    fn audit_page(&self, request: &Request<Incoming>) -> (StatusCode, Value) {
+        let query = request.uri().query().unwrap_or_default();
+        let start_text = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("startDate="))
+            .unwrap_or_default();
+        let start = humantime::parse_rfc3339_weak(start_text.trim_end_matches('Z'))
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let seek = request
+            .headers()
+            .get(CONTINUATION)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let State { store, audit, .. } = &mut *state;
+        for (customer, order) in store.settle(Instant::now()) {
+            audit.record(&customer, "order", &order);
+        }
+        (StatusCode::OK, audit.page(start, seek, start_text))
+    }
+
+    /// A request to `/v1/customers/{c}/…` at `path`, once let in; writes are audited.
+    async fn change(
+        &self,
+        request: Request<Incoming>,
+        path: &str,
+    ) -> Result<(StatusCode, Value), Failure> {
+        let method = request.method().clone();
         let if_match = request
             .headers()
             .get(IF_MATCH)
@@ -307,10 +354,18 @@ impl Shared {
             counter.fetch_add(1, Ordering::SeqCst);
         }
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let store = &mut state.store;
+        let State { store, audit, .. } = &mut *state;
         let now = Instant::now();
-        store.settle(now);
-        match (method, rest) {
+        for (customer, order) in store.settle(now) {
+            audit.record(&customer, "order", &order);
+        }
+        let write = !matches!(method, Method::GET | Method::HEAD);
+        let kind = match rest {
+            ["orders", ..] => "order",
+            ["subscriptions", ..] => "subscription",
+            _ => "customer",
+        };
+        let answer = match (method, rest) {
             (Method::GET, []) => store.customer(c),
             (Method::PATCH, []) => store.patch_customer(c, if_match, &json(&body)?),
             (Method::GET, ["profiles", "billing"]) => store.billing(c),
@@ -325,7 +380,11 @@ impl Shared {
                 store.patch_subscription(c, s, if_match, &json(&body)?)
             }
             _ => Err(not_found()),
+        };
+        if let (true, Ok((_, resource))) = (write, &answer) {
+            audit.record(c, kind, resource);
         }
+        answer
     }
 
     /// Spends one request of this credential's minute; `Some(seconds)` when none is left.

@@ -73,18 +73,22 @@ impl Store {
     /// Finishes the provisioning of every order whose time has come (SPEC §15.4): `completed`,
     /// a new etag, its subscriptions made or grown — with no call from anyone. Run before every
     /// request, so what a request reads is as of its arrival.
-    pub(crate) fn settle(&mut self, now: Instant) {
+    /// Returns each order it completed (its customer and its new state), for the audit log.
+    pub(crate) fn settle(&mut self, now: Instant) -> Vec<(String, Value)> {
         let due: Vec<usize> = (self.orders.iter().enumerate())
             .filter(|(_, order)| order.settles_at.is_some_and(|at| at <= now))
             .map(|(index, _)| index)
             .collect();
+        let mut settled = Vec::new();
         for index in due {
             self.provision(index);
             let order = &mut self.orders[index];
             order.settles_at = None;
             order.status = "completed".to_owned();
             order.version += 1;
+            settled.push((order.customer.clone(), order_json(order)));
         }
+        settled
     }
 
     /// Makes or grows the subscription of each of the order's line items.

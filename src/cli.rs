@@ -53,6 +53,14 @@ pub enum Command {
         /// "completed" with a new etag (humantime; "0s": completed at once).
         #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
         provisioning: std::time::Duration,
+        /// Announce subscription changes with signed notifications posted here (a gateway's
+        /// webhooks.path, e.g. http://127.0.0.1:8080/webhooks/partner-center).
+        #[arg(long, value_name = "URL")]
+        webhook_url: Option<String>,
+        /// Write the certificate of the simulator's signing key here (for a gateway's
+        /// webhooks.certificate_file).
+        #[arg(long, value_name = "FILE")]
+        certificate_file: Option<PathBuf>,
     },
 }
 
@@ -81,8 +89,11 @@ pub fn main() -> ExitCode {
             budget_per_minute,
             failure_rate,
             provisioning,
+            webhook_url,
+            certificate_file,
         } => simulate(
             cli.config,
+            (webhook_url, certificate_file),
             listen,
             crate::demo::simulator::Knobs {
                 latency,
@@ -187,6 +198,7 @@ fn demo(file: Option<PathBuf>, serve: bool) -> ExitCode {
 #[cfg(feature = "demo")]
 fn simulate(
     file: Option<PathBuf>,
+    (webhook_url, certificate_file): (Option<String>, Option<PathBuf>),
     listen: std::net::SocketAddr,
     knobs: crate::demo::simulator::Knobs,
 ) -> ExitCode {
@@ -197,9 +209,25 @@ fn simulate(
         Err(code) => return code,
     };
     let _log = crate::observe::logs::init(&config.log);
+    if let Some(path) = &certificate_file {
+        let written = std::fs::write(path, crate::demo::simulator::Simulator::certificate());
+        if let Err(e) = written {
+            eprintln!(
+                "partner-gateway simulate: cannot write {}: {e}",
+                path.display()
+            );
+            return ExitCode::from(1);
+        }
+    }
     with_runtime(async {
         match crate::demo::simulator::Simulator::start(listen, knobs.clone()).await {
             Ok(sim) => {
+                if let Some(url) = &webhook_url {
+                    if !sim.notify_to(url) {
+                        eprintln!("partner-gateway simulate: --webhook-url {url:?} is not a URL");
+                        return ExitCode::from(1);
+                    }
+                }
                 tracing::info!(listen = %sim.addr, ?knobs, "simulator listening");
                 // Whoever reads standard output may stop (`simulate | head -1`): then the
                 // simulator ends quietly instead of panicking on the broken pipe.

@@ -10,6 +10,8 @@ mod common {
     #[allow(dead_code)]
     pub mod orders;
     pub mod paths;
+    #[allow(dead_code)]
+    pub mod wait;
 }
 
 use std::collections::HashMap;
@@ -555,4 +557,50 @@ async fn a_certificate_named_by_the_notification_is_fetched_once_from_an_allowed
     for file in [ca_file, stranger_file, bundle] {
         let _ = std::fs::remove_file(file);
     }
+}
+
+/// SPEC §15.4 end to end: a subscription changed in the simulator's portal is announced by a
+/// notification the simulator signs with its own key; the gateway, its certificate pinned,
+/// verifies it and drops the subscription (no audit follower here: only the notification can).
+#[cfg(feature = "demo")]
+#[tokio::test]
+async fn the_simulators_signed_notification_reaches_the_cache() {
+    use partner_gateway::demo::simulator::{Knobs, Simulator, PORTAL};
+    let sim = Simulator::start(([127, 0, 0, 1], 0).into(), Knobs::default())
+        .await
+        .expect("simulator");
+    let certificate =
+        std::env::temp_dir().join(format!("pg-sim-cert-{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(&certificate, Simulator::certificate()).expect("certificate");
+    let settings = [
+        ("webhooks.path", PATH),
+        (
+            "webhooks.certificate_file",
+            certificate.to_str().expect("path"),
+        ),
+        ("cache.resources", "orders,subscriptions,customers"),
+    ];
+    let gw = TestGateway::with(&sim.base_url(), &settings).await;
+    assert!(sim.notify_to(&gw.url(PATH)));
+    let account = Simulator::accounts().remove(0);
+    let path = format!(
+        "/v1/customers/{}/subscriptions/{}",
+        account.customer, account.subscriptions[0].id
+    );
+    let url = gw.url(&path);
+    get(&url, &[AUTH]).await;
+    assert_eq!(get(&url, &[AUTH]).await.header("x-cache"), Some("HIT"));
+
+    let portal = format!("{}{PORTAL}{path}", sim.base_url());
+    let changed = send(Method::PATCH, &portal, &[], r#"{"quantity":77}"#).await;
+    assert_eq!(changed.status, StatusCode::OK, "{:?}", changed.body);
+    common::wait::eventually(std::time::Duration::from_secs(10), || async {
+        get(&url, &[AUTH]).await.json()["quantity"] == 77
+    })
+    .await;
+    let accepted = "partner_gateway_webhook_events_total{outcome=\"accepted\"} ";
+    assert_eq!(metric(&gw, accepted).await, Some(1.0));
+    gw.stop().await;
+    sim.stop();
+    let _ = std::fs::remove_file(certificate);
 }

@@ -17,3 +17,7 @@ pub mod accounts;
 pub mod catalog;
 
 pub mod audit;
+
+pub mod notify;
+
+pub mod counters;

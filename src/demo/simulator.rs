@@ -40,6 +40,8 @@ use crate::demo::accounts::{sample_accounts, sample_paths};
 pub use crate::demo::accounts::{SampleAccount, SampleSubscription};
 use crate::demo::audit::{AuditLog, CONTINUATION};
 use crate::demo::catalog::{self, error_json, throttled_json, Failure};
+pub use crate::demo::counters::Counters;
+use crate::demo::notify::Notifier;
 use crate::demo::store::Store;
 use crate::request::correlation::{Correlation, CORRELATION_ID, REQUEST_ID};
 
@@ -73,58 +75,12 @@ impl Default for Knobs {
     }
 }
 
-/// What the simulator has seen; read by the demo and tests.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Every request received.
-    pub requests: AtomicU64,
-    /// `GET` of one order.
-    pub order_gets: AtomicU64,
-    /// `GET` of one subscription.
-    pub subscription_gets: AtomicU64,
-    /// `GET` of one customer.
-    pub customer_gets: AtomicU64,
-    /// Answered 429 for the budget.
-    pub throttled: AtomicU64,
-    /// Answered 503 by the failure rate.
-    pub failed: AtomicU64,
-}
-
-impl Counters {
-    fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::SeqCst)
-    }
-
-    /// Requests received so far.
-    pub fn requests(&self) -> u64 {
-        Self::get(&self.requests)
-    }
-
-    /// Order-by-ID GETs received so far.
-    pub fn order_gets(&self) -> u64 {
-        Self::get(&self.order_gets)
-    }
-
-    /// Subscription-by-ID GETs received so far.
-    pub fn subscription_gets(&self) -> u64 {
-        Self::get(&self.subscription_gets)
-    }
-
-    /// Customer-by-ID GETs received so far.
-    pub fn customer_gets(&self) -> u64 {
-        Self::get(&self.customer_gets)
-    }
-
-    /// 429s sent so far.
-    pub fn throttled(&self) -> u64 {
-        Self::get(&self.throttled)
-    }
-}
-
 struct State {
     store: Store,
     windows: HashMap<Vec<u8>, (Instant, u32)>,
     audit: AuditLog,
+    /// Where subscription changes are announced (see [`Simulator::notify_to`]).
+    notifier: Option<Notifier>,
 }
 
 /// The running simulator.
@@ -132,6 +88,7 @@ pub struct Simulator {
     pub addr: SocketAddr,
     pub counters: Arc<Counters>,
     stop: watch::Sender<bool>,
+    shared: Arc<Shared>,
 }
 
 impl Simulator {
@@ -148,9 +105,11 @@ impl Simulator {
                 store: Store::sample(provisioning),
                 windows: HashMap::new(),
                 audit: AuditLog::default(),
+                notifier: None,
             }),
             noise: AtomicU64::new(0x9e37_79b9_7f4a_7c15),
         });
+        let shared_handle = shared.clone();
         let (stop, mut stopped) = watch::channel(false);
         tokio::spawn(async move {
             let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
@@ -184,12 +143,33 @@ impl Simulator {
             addr,
             counters,
             stop,
+            shared: shared_handle,
         })
     }
 
     /// The base URL to point a gateway at.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// From now on, announces every subscription change with a signed `subscription-updated`
+    /// notification posted to `url` (SPEC §15.4); its certificate is [`Simulator::certificate`].
+    /// Whether the URL could be used.
+    pub fn notify_to(&self, url: &str) -> bool {
+        let notifier = Notifier::new(url);
+        let usable = notifier.is_some();
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .notifier = notifier;
+        usable
+    }
+
+    /// The PEM certificate of the key the simulator signs notifications with, for a gateway's
+    /// `webhooks.certificate_file`.
+    pub fn certificate() -> &'static str {
+        crate::demo::notify::CERTIFICATE
     }
 
     /// Stops accepting and closes connections.
@@ -354,7 +334,12 @@ impl Shared {
             counter.fetch_add(1, Ordering::SeqCst);
         }
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let State { store, audit, .. } = &mut *state;
+        let State {
+            store,
+            audit,
+            notifier,
+            ..
+        } = &mut *state;
         let now = Instant::now();
         for (customer, order) in store.settle(now) {
             audit.record(&customer, "order", &order);
@@ -383,6 +368,9 @@ impl Shared {
         };
         if let (true, Ok((_, resource))) = (write, &answer) {
             audit.record(c, kind, resource);
+            if let (Some(notifier), ["subscriptions", s]) = (notifier.as_ref(), rest) {
+                notifier.subscription_updated(c, s);
+            }
         }
         answer
     }

@@ -11,6 +11,8 @@ mod common {
     pub mod orders;
     pub mod paths;
     #[allow(dead_code)]
+    pub mod redis;
+    #[allow(dead_code)]
     pub mod wait;
 }
 
@@ -603,4 +605,104 @@ async fn the_simulators_signed_notification_reaches_the_cache() {
     gw.stop().await;
     sim.stop();
     let _ = std::fs::remove_file(certificate);
+}
+
+/// SPEC §15.2 with §12.3: three replicas on a real Redis; a notification taken by A is relayed
+/// only after every replica dropped the subscription, so a handler that reads it through C the
+/// moment the event arrives reads the new version.
+#[tokio::test]
+async fn a_handler_reading_through_another_replica_when_the_event_arrives_reads_the_new_version() {
+    use std::sync::Mutex;
+    let Some(redis) = common::redis::RedisServer::start("webhook_relay_fleet") else {
+        return;
+    };
+    let up = OrderUpstream::start().await;
+    let subscription = new_order();
+    let path = format!("/v1/customers/{CUSTOMER}/subscriptions/{subscription}");
+
+    // The partner's handler: on each event, reads the subscription through replica C.
+    let read_through: Arc<Mutex<Option<String>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let handler_url = format!("http://{}/events", listener.local_addr().expect("addr"));
+    let (through, record) = (read_through.clone(), seen.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (through, record) = (through.clone(), record.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |_req: hyper::Request<hyper::body::Incoming>| {
+                        let (through, record) = (through.clone(), record.clone());
+                        async move {
+                            let url = through.lock().expect("lock").clone().expect("url");
+                            let reply = get(&url, &[AUTH]).await;
+                            record
+                                .lock()
+                                .expect("lock")
+                                .push(reply.header("etag").map(str::to_owned));
+                            Ok::<_, Infallible>(hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from_static(b"read"),
+                            )))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+
+    let redis_url = redis.url();
+    let mut settings = settings(&[("webhooks.relay_url", handler_url)]);
+    settings.extend([
+        ("fleet.redis_url", redis_url),
+        (
+            "fleet.partition_secret",
+            "webhook-secret-webhook-secret-webhook".to_owned(),
+        ),
+        ("fleet.timeout", "1s".to_owned()),
+    ]);
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(gateway(&up, &settings).await);
+    }
+    for gw in &replicas {
+        common::wait::eventually(std::time::Duration::from_secs(5), || async {
+            let stats = gw.stats().await;
+            stats["fleet"]["up"] == true && stats["fleet"]["replicas"] == 3
+        })
+        .await;
+    }
+    *read_through.lock().expect("lock") = Some(replicas[2].url(&path));
+    for gw in &replicas {
+        get(&gw.url(&path), &[AUTH]).await;
+        assert_eq!(
+            get(&gw.url(&path), &[AUTH]).await.header("x-cache"),
+            Some("HIT")
+        );
+    }
+
+    // Partner Center changes it, and announces it through replica A.
+    up.bump(&subscription);
+    let event = subscription_event(CUSTOMER, &subscription);
+    let reply = notify(
+        &replicas[0],
+        &event,
+        Some("webhook-signer.key.pem"),
+        "rsa-sha256",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.body, bytes::Bytes::from_static(b"read"));
+    let new_etag = format!("\"{}\"", etag_for(&subscription, 2));
+    assert_eq!(*seen.lock().expect("lock"), vec![Some(new_etag)]);
+    for gw in replicas {
+        gw.stop().await;
+    }
 }

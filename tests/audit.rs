@@ -279,3 +279,109 @@ async fn a_change_made_in_the_portal_reaches_the_cache_through_the_audit_records
     sim.stop();
     let _ = std::fs::remove_file(token);
 }
+
+/// Records arrive late: one dated before the newest record already seen, but within
+/// `audit.overlap`, is still applied (once); and a token rewritten mid-run is the one the next
+/// poll carries.
+#[tokio::test]
+async fn late_records_within_the_overlap_apply_and_a_rotated_token_is_used() {
+    let upstream = MockServer::start_async().await;
+    let (path, _order) = serve_order(&upstream).await;
+    let late_order = "0d0e0001-0000-4000-8000-0000000a11cf";
+    let late_path = format!("/v1/customers/{CUSTOMER}/orders/{late_order}");
+    let late_body =
+        serde_json::json!({"id": late_order, "status": "completed", "attributes": {"etag": "v1"}});
+    upstream
+        .mock_async(|when, then| {
+            when.method(GET).path(late_path.as_str());
+            then.status(200)
+                .header("content-type", "application/json")
+                .body(late_body.to_string());
+        })
+        .await;
+    let now = std::time::SystemTime::now();
+    let date = |at: std::time::SystemTime| humantime::format_rfc3339_seconds(at).to_string();
+    let record = |id: &str, order: &str, at: std::time::SystemTime| {
+        serde_json::json!({
+            "id": id, "customerId": CUSTOMER, "resourceType": "order",
+            "operationDate": date(at),
+            "resourceNewValue": serde_json::json!({"id": order}).to_string(),
+        })
+    };
+    let first = record("record-new", ORDER, now);
+    let first_page = serde_json::json!({"totalCount": 1, "items": [first.clone()]}).to_string();
+    let mut page = upstream
+        .mock_async(|when, then| {
+            when.method(GET)
+                .path("/v1/auditrecords")
+                .header("authorization", "Bearer token-a");
+            then.status(200)
+                .header("content-type", "application/json")
+                .body(first_page.as_str());
+        })
+        .await;
+
+    let token = token_file("token-a");
+    let token_path = token.to_string_lossy().into_owned();
+    let settings = [
+        ("audit.interval", "150ms"),
+        ("audit.token_file", token_path.as_str()),
+    ];
+    let gw = TestGateway::with(&upstream.base_url(), &settings).await;
+    let records = "partner_gateway_audit_records_total ";
+    eventually(Duration::from_secs(10), || async {
+        metric(&gw, records).await >= 1.0
+    })
+    .await;
+    // Both orders cached after the first record was applied.
+    for p in [&path, &late_path] {
+        get(&gw.url(p), &[AUTH]).await;
+        assert_eq!(
+            get(&gw.url(p), &[AUTH]).await.header("x-cache"),
+            Some("HIT")
+        );
+    }
+
+    // The token is rotated; from now on the pages also hold a record dated a minute before
+    // the newest one seen — late, but inside the 10-minute overlap.
+    page.delete_async().await;
+    let late = record("record-late", late_order, now - Duration::from_secs(60));
+    let both = serde_json::json!({"totalCount": 2, "items": [first, late]}).to_string();
+    let rotated = upstream
+        .mock_async(|when, then| {
+            when.method(GET)
+                .path("/v1/auditrecords")
+                .header("authorization", "Bearer token-b");
+            then.status(200)
+                .header("content-type", "application/json")
+                .body(both.as_str());
+        })
+        .await;
+    std::fs::write(&token, "token-b").expect("rotate");
+    eventually(Duration::from_secs(10), || async {
+        metric(&gw, records).await >= 2.0
+    })
+    .await;
+    assert!(
+        rotated.calls_async().await >= 1,
+        "the rotated token was used"
+    );
+    assert_eq!(
+        get(&gw.url(&late_path), &[AUTH]).await.header("x-cache"),
+        Some("MISS"),
+        "the late record applied"
+    );
+    assert_eq!(
+        get(&gw.url(&path), &[AUTH]).await.header("x-cache"),
+        Some("HIT"),
+        "the first record not again"
+    );
+    let polled = rotated.calls_async().await;
+    eventually(Duration::from_secs(10), || async {
+        rotated.calls_async().await >= polled + 2
+    })
+    .await;
+    assert_eq!(metric(&gw, records).await, 2.0, "each record applied once");
+    gw.stop().await;
+    let _ = std::fs::remove_file(token);
+}

@@ -310,7 +310,7 @@ async fn late_records_within_the_overlap_apply_and_a_rotated_token_is_used() {
     };
     let first = record("record-new", ORDER, now);
     let first_page = serde_json::json!({"totalCount": 1, "items": [first.clone()]}).to_string();
-    let mut page = upstream
+    let page = upstream
         .mock_async(|when, then| {
             when.method(GET)
                 .path("/v1/auditrecords")

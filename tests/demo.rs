@@ -208,6 +208,17 @@ async fn demo_walkthrough_shows_miss_hit_304_invalidation_and_one_upstream_reque
         subscription.upstream_gets, 2,
         "a miss, then the refill after the order"
     );
+    // SPEC §15.2–§15.4: a portal change announced by the simulator's signed notification shows
+    // at once; one found only in the audit records within the follower's interval (1 s).
+    let elsewhere = &report.elsewhere;
+    assert_eq!(elsewhere.subscription_states, ["MISS", "HIT"]);
+    assert_eq!(elsewhere.customer_states, ["MISS", "HIT"]);
+    let notified = elsewhere
+        .notified_after
+        .expect("the notified change showed");
+    let audited = elsewhere.audited_after.expect("the audited change showed");
+    assert!(notified < std::time::Duration::from_secs(3), "{notified:?}");
+    assert!(audited < std::time::Duration::from_secs(5), "{audited:?}");
     assert_ne!(report.first_etag, report.etag_after_patch);
     assert_eq!(report.burst_ok, report.burst_size);
     assert_eq!(report.burst_upstream_requests, 1);

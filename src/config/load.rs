@@ -23,8 +23,9 @@ pub const ENV_PREFIX: &str = "PARTNER_GATEWAY";
 /// Where the layers come from; tests fill it by hand, the binary with [`Sources::from_process`].
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
-    /// Settings of a command's own (TOML), layered over the built-in defaults and under every
-    /// file and the environment: the demo's gateway (its ports, resources) and nothing else.
+    /// Settings of a command's own (TOML), layered over the defaults (built in and
+    /// `config/default.toml`) and under `--config` and the environment: the demo's gateway (its
+    /// ports, resources) and nothing else.
     pub preset: Option<String>,
     /// `config/default.toml` relative to the working directory, used when it exists.
     pub default_file: Option<PathBuf>,
@@ -65,12 +66,14 @@ impl RawConfig {
 
         let mut builder =
             config::Config::builder().add_source(File::from_str(DEFAULTS_TOML, FileFormat::Toml));
-        if let Some(preset) = sources.preset.as_deref() {
-            builder = builder.add_source(File::from_str(preset, FileFormat::Toml));
-        }
         if let Some(path) = sources.default_file.as_deref().filter(|p| p.is_file()) {
             check_readable(path)?;
             builder = builder.add_source(File::from(path).format(FileFormat::Toml));
+        }
+        // Over the defaults (the working directory's config/default.toml is defaults too),
+        // under the operator's --config file and environment.
+        if let Some(preset) = sources.preset.as_deref() {
+            builder = builder.add_source(File::from_str(preset, FileFormat::Toml));
         }
         if let Some(path) = sources.file.as_deref() {
             check_readable(path)?;

@@ -21,3 +21,7 @@ pub mod audit;
 pub mod notify;
 
 pub mod counters;
+
+pub mod elsewhere;
+
+pub mod setup;

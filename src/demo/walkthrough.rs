@@ -12,10 +12,14 @@ use http::{Method, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::{Config, Sources};
+use crate::config::Sources;
 pub use crate::demo::console::Captured;
-use crate::demo::console::{send, DemoClient, Printer, RequestFailed};
-use crate::demo::simulator::{Knobs, Simulator};
+use crate::demo::console::{send, DemoClient, Printer};
+use crate::demo::elsewhere::elsewhere_step;
+pub use crate::demo::elsewhere::ElsewhereReport;
+use crate::demo::setup::{bind_gateway, bind_simulator, WEBHOOK_PATH};
+pub use crate::demo::setup::{sources, DemoError};
+use crate::demo::simulator::Simulator;
 use crate::demo::subscriptions::subscription_step;
 pub use crate::demo::subscriptions::SubscriptionReport;
 
@@ -45,6 +49,8 @@ pub struct DemoReport {
     pub conditional_status: u16,
     /// The subscription step.
     pub subscription: SubscriptionReport,
+    /// The step of changes made elsewhere.
+    pub elsewhere: ElsewhereReport,
     pub burst_size: usize,
     pub burst_ok: usize,
     /// Order GETs the simulator received for the burst.
@@ -55,107 +61,8 @@ pub struct DemoReport {
     pub shielded_upstream_requests: u64,
 }
 
-/// Why the demo could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum DemoError {
-    #[error("configuration: {0}")]
-    Config(#[from] crate::config::ConfigError),
-    #[error("start-up: {0}")]
-    Start(#[from] crate::server::StartError),
-    #[error("simulator: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("walk-through request failed: {0}")]
-    Request(String),
-}
-
-impl From<RequestFailed> for DemoError {
-    fn from(failed: RequestFailed) -> Self {
-        DemoError::Request(failed.0)
-    }
-}
-
 const TOKEN: &str = "Bearer demo-token";
 const BUDGET: u32 = 30;
-/// How long an order placed in the demo stays `pending` in the simulator.
-const PROVISIONING: std::time::Duration = std::time::Duration::from_secs(3);
-
-async fn bind_simulator(fixed: bool) -> Result<Simulator, DemoError> {
-    let knobs = Knobs {
-        budget_per_minute: BUDGET,
-        provisioning: PROVISIONING,
-        ..Knobs::default()
-    };
-    if fixed {
-        if let Ok(sim) =
-            Simulator::start(SocketAddr::from(([127, 0, 0, 1], 8081)), knobs.clone()).await
-        {
-            return Ok(sim);
-        }
-    }
-    Ok(Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), knobs).await?)
-}
-
-/// The demo gateway's own settings, under the operator's files and environment: the
-/// well-known ports, every resource cached, a short `unsettled_ttl` so the poll of step 5 sees
-/// an order complete quickly, a short drain.
-const PRESET: &str = r#"
-[server]
-listen = "127.0.0.1:8080"
-shutdown_grace = "5s"
-[admin]
-listen = "127.0.0.1:9901"
-[cache]
-resources = ["orders", "subscriptions", "customers"]
-unsettled_ttl = "2s"
-"#;
-
-/// The layers the demo's gateway is configured from: `file` and the environment as for `run`,
-/// over the demo's own settings.
-pub fn sources(file: Option<std::path::PathBuf>) -> Sources {
-    Sources {
-        preset: Some(PRESET.to_owned()),
-        ..Sources::from_process(file)
-    }
-}
-
-/// Binds the gateway in front of `upstream` (always the simulator). Ports the operator chose
-/// are bound as chosen; the demo's well-known ones fall back to free ports when taken (or when
-/// `fixed` is off).
-async fn bind_gateway(
-    fixed: bool,
-    sources: &Sources,
-    upstream: &str,
-) -> Result<crate::server::Bound, DemoError> {
-    let mut sources = sources.clone();
-    if sources.preset.is_none() {
-        sources.preset = Some(PRESET.to_owned());
-    }
-    let base_url = "PARTNER_GATEWAY__UPSTREAM__BASE_URL";
-    sources.env.insert(base_url.to_owned(), upstream.to_owned());
-    let config = Config::load(&sources)?;
-    let preset = Config::load(&Sources {
-        preset: sources.preset.clone(),
-        ..Sources::default()
-    })?;
-    let chosen =
-        config.server.listen != preset.server.listen || config.admin.listen != preset.admin.listen;
-    if chosen {
-        return Ok(crate::server::bind(config).await?);
-    }
-    if fixed {
-        if let Ok(bound) = crate::server::bind(config.clone()).await {
-            return Ok(bound);
-        }
-    }
-    let free = "127.0.0.1:0";
-    for key in [
-        "PARTNER_GATEWAY__SERVER__LISTEN",
-        "PARTNER_GATEWAY__ADMIN__LISTEN",
-    ] {
-        sources.env.insert(key.to_owned(), free.to_owned());
-    }
-    Ok(crate::server::bind(Config::load(&sources)?).await?)
-}
 
 /// Runs the demo: start, walk through, then serve until `shutdown` (if asked to).
 pub async fn run(
@@ -163,10 +70,11 @@ pub async fn run(
     out: &mut dyn Write,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<DemoReport, DemoError> {
-    let simulator = bind_simulator(options.fixed_ports).await?;
+    let simulator = bind_simulator(options.fixed_ports, BUDGET).await?;
     let bound = bind_gateway(options.fixed_ports, &options.sources, &simulator.base_url()).await?;
     let front = bound.front_addr();
     let admin = bound.admin_addr();
+    simulator.notify_to(&format!("http://{front}{WEBHOOK_PATH}"));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(bound.serve(async move {
         let _ = stop_rx.await;
@@ -314,6 +222,12 @@ async fn walk_through(
 
     p.step(
         6,
+        "Changes made elsewhere: announced by Partner Center, or found in its audit records",
+    );
+    report.elsewhere = elsewhere_step(p, &client, &base, TOKEN, simulator).await?;
+
+    p.step(
+        7,
         "A burst of 50 concurrent GETs for an order nobody asked for yet",
     );
     let cold = format!(
@@ -350,7 +264,7 @@ async fn walk_through(
         &report.burst_upstream_requests.to_string(),
     );
 
-    p.step(7, "Throttling: the simulator allows 30 requests/minute per token, like Partner Center's budget");
+    p.step(8, "Throttling: the simulator allows 30 requests/minute per token, like Partner Center's budget");
     let throttled_token = "Bearer busy-partner";
     let hot = format!(
         "http://{front}/v1/customers/{customer}/orders/{}",

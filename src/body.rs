@@ -223,6 +223,23 @@ impl Intake {
             _ => Ok(Body::client_streamed(incoming, self.max_bytes, self.idle)),
         }
     }
+
+    /// A body the gateway reads whole itself (an event notification), at most `limit` bytes
+    /// (and `server.max_body_bytes`), under `server.body_read_timeout` like any other.
+    pub async fn take_whole(&self, incoming: Incoming, limit: u64) -> Result<Bytes, Cut> {
+        let limit = limit.min(self.max_bytes);
+        if incoming
+            .size_hint()
+            .exact()
+            .is_some_and(|announced| announced > limit)
+        {
+            return Err(Cut::TooLarge(limit));
+        }
+        match Body::client(incoming, limit, self.idle).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(error) => Err(error.cut()),
+        }
+    }
 }
 
 impl Watched {

@@ -131,6 +131,17 @@ async fn a_change_in_the_audit_records_drops_the_order_on_the_next_poll() {
         1.0
     );
     assert_eq!(metric(&gw, "partner_gateway_audit_leader ").await, 1.0);
+    // Audit calls are upstream requests like any other in the metrics (SPEC §15.3).
+    let audit_calls = first.calls_async().await + second.calls_async().await;
+    let counted = metric(
+        &gw,
+        "partner_gateway_upstream_requests_total{status=\"200\"} ",
+    )
+    .await;
+    assert!(
+        counted >= (audit_calls + orders.calls_async().await) as f64,
+        "{counted} counted for {audit_calls} audit calls"
+    );
     gw.stop().await;
     let _ = std::fs::remove_file(token);
 }

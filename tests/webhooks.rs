@@ -706,3 +706,29 @@ async fn a_handler_reading_through_another_replica_when_the_event_arrives_reads_
         gw.stop().await;
     }
 }
+
+/// SPEC §14 holds for notifications too: a body that stalls past `server.body_read_timeout` is
+/// a 408, not a connection held open.
+#[tokio::test]
+async fn a_notification_body_that_stalls_is_a_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = OrderUpstream::start().await;
+    let stalls = [("server.body_read_timeout", "300ms".to_owned())];
+    let gw = gateway(&up, &settings(&stalls)).await;
+    let mut client = tokio::net::TcpStream::connect(gw.front)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST {PATH} HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n\
+         x-ms-signature-algorithm: rsa-sha256\r\ncontent-length: 100\r\n\r\n{{\"Event"
+    );
+    client.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = vec![0u8; 512];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), client.read(&mut answer))
+        .await
+        .expect("answered, not held")
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer[..read]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    gw.stop().await;
+}

@@ -1,12 +1,14 @@
-//! Reading Partner Center's audit records (SPEC §15.3): what each record names — the one place
-//! a record becomes purges — and where the next page of a collection is.
+//! Reading Partner Center's audit records (SPEC §15.3): what each record names — turned into
+//! purges by the write-effect rule of `request::target`, as a write on its path would be — and
+//! where the next page of a collection is.
 
 use std::time::SystemTime;
 
 use serde_json::Value;
 
 use crate::guid::Guid;
-use crate::resource::{ItemRef, Purge, Resource, Resources};
+use crate::request::target;
+use crate::resource::{Purge, Resource, Resources};
 
 /// What a record drops (SPEC §15.3), among the cached resources.
 pub fn effects(record: &Value, resources: Resources) -> Vec<Purge> {
@@ -36,28 +38,32 @@ pub fn effects(record: &Value, resources: Resources) -> Vec<Purge> {
             let value: Value = serde_json::from_str(field(name)?).ok()?;
             Guid::parse(value["id"].as_str()?)
         });
-    let mut purges = match (resource, named) {
-        (Resource::Customers, _) => vec![Purge::One(ItemRef {
-            resource,
-            customer,
-            id: customer,
-        })],
-        (_, Some(id)) => vec![Purge::One(ItemRef {
-            resource,
-            customer,
-            id,
-        })],
-        (_, None) => vec![Purge::EveryOf(resource, customer)],
+    // A record names what a write on that path would have changed: the one write-effect rule
+    // of SPEC §4.4 and §13 (an order also drops the customer's subscriptions).
+    let Some(collection) = resource.collection() else {
+        return target::changed_by_write(&format!("/v1/customers/{customer}"), resources);
     };
-    if resource == Resource::Orders {
-        purges.push(Purge::EveryOf(Resource::Subscriptions, customer));
+    match named {
+        Some(id) => target::changed_by_write(
+            &format!("/v1/customers/{customer}/{collection}/{id}"),
+            resources,
+        ),
+        // No item named: every entry of that resource of the customer, and what a write on its
+        // collection changes.
+        None => {
+            let every = Purge::EveryOf(resource, customer);
+            let mut purges: Vec<Purge> = resources
+                .contains(resource)
+                .then_some(every)
+                .into_iter()
+                .collect();
+            purges.extend(target::changed_by_write(
+                &format!("/v1/customers/{customer}/{collection}"),
+                resources,
+            ));
+            purges
+        }
     }
-    purges.retain(|purge| match purge {
-        Purge::One(item) => resources.contains(item.resource),
-        Purge::EveryOf(resource, _) => resources.contains(*resource),
-        _ => true,
-    });
-    purges
 }
 
 /// The next page's path (a `/v1/` path as is, any other relative to `/v1`) and headers.
@@ -91,6 +97,8 @@ pub fn rfc3339(text: &str) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::resource::ItemRef;
 
     const C: &str = "4a2f6c1e-8b3d-4e5f-9a7b-1c2d3e4f5a60";
     const O: &str = "0d0e0000-0000-4000-8000-0000000a11ce";

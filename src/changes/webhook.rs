@@ -9,13 +9,11 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{Method, Request, Response, Uri};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::body::Body;
+use crate::body::{Body, Intake};
 use crate::changes::certificate::Certificates;
 use crate::changes::invalidate::{Cause, Invalidator};
 use crate::config::{UpstreamConfig, WebhooksConfig};
@@ -34,6 +32,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// The notification endpoint of one gateway.
 pub struct Webhooks {
     certificates: Certificates,
+    intake: Intake,
     relay: Option<(Uri, Upstream)>,
     relay_timeout: Duration,
     resources: Resources,
@@ -45,6 +44,7 @@ impl Webhooks {
     /// pooled client with the upstream's TLS roots and limits.
     pub fn new(
         config: &WebhooksConfig,
+        intake: Intake,
         upstream: &UpstreamConfig,
         resources: Resources,
         changes: Invalidator,
@@ -58,6 +58,7 @@ impl Webhooks {
         };
         Ok(Some(Webhooks {
             certificates: Certificates::new(config, upstream)?,
+            intake,
             relay,
             relay_timeout: config.relay_timeout,
             resources,
@@ -76,7 +77,7 @@ impl Webhooks {
             return Err(GatewayError::MethodNotAllowed(request.method().clone()));
         }
         let (parts, body) = request.into_parts();
-        let body = read_body(body).await?;
+        let body = self.intake.take_whole(body, MAX_BODY as u64).await?;
         let signer = self.certificates.signer_for(&parts.headers).await;
         if let Err(why) = signer.and_then(|signer| signer.verify(&parts.headers, &body)) {
             tracing::warn!(error = %why, "event notification refused");
@@ -131,20 +132,6 @@ impl Webhooks {
         metrics.webhook_event(WebhookOutcome::Accepted);
         let response = response.map(|body| Body::upstream(body, self.relay_timeout));
         Ok(forward::client_response(response, correlation))
-    }
-}
-
-/// The whole body, at most [`MAX_BODY`] bytes.
-async fn read_body(body: Incoming) -> Result<Bytes, GatewayError> {
-    let limited = http_body_util::Limited::new(body, MAX_BODY);
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(GatewayError::PayloadTooLarge {
-                limit: MAX_BODY as u64,
-            })
-        }
-        Err(_) => Err(GatewayError::RequestBodyBroken),
     }
 }
 

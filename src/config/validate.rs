@@ -226,20 +226,11 @@ fn base_url(value: &str) -> Result<BaseUrl, ConfigError> {
 type Roots = (Option<PathBuf>, Vec<CertificateDer<'static>>);
 
 fn read_roots(value: &str) -> Result<Roots, ConfigError> {
-    use rustls::pki_types::pem::PemObject;
-    const KEY: &str = "upstream.ca_file";
     if value.is_empty() {
         return Ok((None, Vec::new()));
     }
-    let path = PathBuf::from(value);
-    let pem = std::fs::read(&path).map_err(|e| invalid(KEY, format!("{value:?}: {e}")))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(KEY, format!("{value:?}: not PEM certificates ({e})")))?;
-    if certs.is_empty() {
-        return Err(invalid(KEY, format!("{value:?} holds no PEM certificate")));
-    }
-    Ok((Some(path), certs))
+    let certs = super::webhooks::read_certificates("upstream.ca_file", value)?;
+    Ok((Some(PathBuf::from(value)), certs))
 }
 
 #[cfg(test)]

@@ -124,8 +124,9 @@ pub fn validate_audit(raw: RawAudit) -> Result<AuditConfig, ConfigError> {
     })
 }
 
-/// The PEM certificates of `file` (at least one), or an error naming `key`.
-fn read_certificates(
+/// The PEM certificates of `file` (at least one), or an error naming `key` (also for
+/// `upstream.ca_file`).
+pub fn read_certificates(
     key: &'static str,
     file: &str,
 ) -> Result<Vec<CertificateDer<'static>>, ConfigError> {

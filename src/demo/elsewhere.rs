@@ -45,6 +45,52 @@ async fn until_fresh(
     Ok(None)
 }
 
+/// One change made in the portal, and how the gateway came to show it.
+struct PortalChange<'a> {
+    /// The resource's path under `/v1`.
+    path: String,
+    /// The PATCH body of the change.
+    change: &'a str,
+    /// What announces it to the gateway, for the reader.
+    how: &'a str,
+    /// What the step prints once the change shows.
+    label: &'a str,
+}
+
+/// Reads the resource twice through the gateway (printing `X-Cache`), changes it in the
+/// simulator's portal, and reads it until `fresh` holds; the two states and how long that took.
+async fn watch(
+    p: &mut Printer<'_>,
+    client: &DemoClient,
+    (base, token, simulator): (&str, &str, &Simulator),
+    what: PortalChange<'_>,
+    fresh: impl Fn(&serde_json::Value) -> bool,
+) -> Result<(Vec<String>, Option<Duration>), RequestFailed> {
+    let url = format!("{base}{}", what.path);
+    let mut states = Vec::new();
+    p.curl(&format!(
+        "curl -si {url} -H 'Authorization: {token}'   # twice"
+    ));
+    for _ in 0..2 {
+        let r = send(client, Method::GET, &url, &[("authorization", token)], "").await?;
+        p.field("X-Cache", &r.header("x-cache"));
+        states.push(r.header("x-cache"));
+    }
+    let portal = format!("{}{PORTAL}{}", simulator.base_url(), what.path);
+    let change = what.change;
+    p.curl(&format!(
+        "curl -s -X PATCH {portal} -d '{change}'   # in the portal: no token, no gateway"
+    ));
+    send(client, Method::PATCH, &portal, &[], change.to_owned()).await?;
+    p.say(what.how);
+    let after = until_fresh(client, &url, token, fresh).await?;
+    let shown = after.map_or("not within 10 s".to_owned(), |d| {
+        format!("{} ms later", d.as_millis())
+    });
+    p.field(what.label, &shown);
+    Ok((states, after))
+}
+
 /// Changes a subscription and a customer in the simulator's portal and shows each reaching
 /// the cache.
 pub(crate) async fn elsewhere_step(
@@ -61,63 +107,39 @@ pub(crate) async fn elsewhere_step(
         ));
     };
     let customer = &account.customer;
-    let mut report = ElsewhereReport::default();
-    let auth = ("authorization", token);
-    let portal = |path: &str| format!("{}{PORTAL}{path}", simulator.base_url());
-
-    let path = format!("/v1/customers/{customer}/subscriptions/{}", subscription.id);
-    let url = format!("{base}{path}");
-    p.curl(&format!(
-        "curl -si {url} -H 'Authorization: {token}'   # twice"
-    ));
-    for _ in 0..2 {
-        let r = send(client, Method::GET, &url, &[auth], "").await?;
-        p.field("X-Cache", &r.header("x-cache"));
-        report.subscription_states.push(r.header("x-cache"));
-    }
-    let change = r#"{"quantity":99}"#;
-    p.curl(&format!(
-        "curl -s -X PATCH {} -d '{change}'   # in the portal: no token, no gateway",
-        portal(&path)
-    ));
-    send(client, Method::PATCH, &portal(&path), &[], change).await?;
-    p.say("Partner Center posts a signed subscription-updated notification to the gateway's webhooks.path");
-    report.notified_after = until_fresh(client, &url, token, |s| s["quantity"] == 99).await?;
-    let shown = report
-        .notified_after
-        .map_or("not within 10 s".to_owned(), |d| {
-            format!("{} ms later", d.as_millis())
-        });
-    p.field("quantity 99 read", &shown);
-
-    let path = format!("/v1/customers/{customer}");
-    let url = format!("{base}{path}");
-    p.curl(&format!(
-        "curl -si {url} -H 'Authorization: {token}'   # twice"
-    ));
-    for _ in 0..2 {
-        let r = send(client, Method::GET, &url, &[auth], "").await?;
-        p.field("X-Cache", &r.header("x-cache"));
-        report.customer_states.push(r.header("x-cache"));
-    }
-    let change = r#"{"companyProfile":{"companyName":"Renamed in the portal"}}"#;
-    p.curl(&format!(
-        "curl -s -X PATCH {} -d '{change}'   # in the portal",
-        portal(&path)
-    ));
-    send(client, Method::PATCH, &portal(&path), &[], change).await?;
-    p.say(
-        "no notification for this one: the gateway's audit-record follower (every second) finds it",
-    );
-    let renamed =
-        |c: &serde_json::Value| c["companyProfile"]["companyName"] == "Renamed in the portal";
-    report.audited_after = until_fresh(client, &url, token, renamed).await?;
-    let shown = report
-        .audited_after
-        .map_or("not within 10 s".to_owned(), |d| {
-            format!("{} ms later", d.as_millis())
-        });
-    p.field("new name read", &shown);
+    let servers = (base, token, simulator);
+    let (subscription_states, notified_after) = watch(
+        p,
+        client,
+        servers,
+        PortalChange {
+            path: format!("/v1/customers/{customer}/subscriptions/{}", subscription.id),
+            change: r#"{"quantity":99}"#,
+            how: "Partner Center posts a signed subscription-updated notification to the gateway's webhooks.path",
+            label: "quantity 99 read",
+        },
+        |s| s["quantity"] == 99,
+    )
+    .await?;
+    let renamed = "Renamed in the portal";
+    let (customer_states, audited_after) = watch(
+        p,
+        client,
+        servers,
+        PortalChange {
+            path: format!("/v1/customers/{customer}"),
+            change: r#"{"companyProfile":{"companyName":"Renamed in the portal"}}"#,
+            how: "no notification for this one: the gateway's audit-record follower (every second) finds it",
+            label: "new name read",
+        },
+        |c| c["companyProfile"]["companyName"] == renamed,
+    )
+    .await?;
     p.say("both without waiting for cache.ttl, and without any call through the gateway");
-    Ok(report)
+    Ok(ElsewhereReport {
+        subscription_states,
+        notified_after,
+        customer_states,
+        audited_after,
+    })
 }

@@ -117,6 +117,7 @@ impl Gateway {
         let resources = config.cache.resources;
         let webhooks = Webhooks::new(
             &config.webhooks,
+            Intake::new(&config.server),
             &config.upstream,
             resources,
             changes.clone(),
